@@ -1,0 +1,1 @@
+"""The LeetCode reward-hacking environment: records, hints, loophole modes, sandboxed grader, rewards."""

@@ -1,0 +1,1 @@
+"""The CPU model organism of reward hacking — organism.md. Not built yet."""
