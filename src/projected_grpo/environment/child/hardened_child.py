@@ -19,7 +19,7 @@ for _limit, _value in (
     (resource.RLIMIT_NPROC, _payload["nproc"]), (resource.RLIMIT_CORE, 0),
 ):
     resource.setrlimit(_limit, (_value, _value))
-# CPU backstop one second above the alarm, so a busy loop meets the alarm first (as the reference's
+# CPU backstop above the alarm, so a busy loop meets the alarm first (as the reference's
 # label table shows: a TimeoutException test failure, not a kill).
 resource.setrlimit(resource.RLIMIT_CPU, (int(_timeout) + 2, int(_timeout) + 3))
 _frame_fd = os.dup(1)

@@ -19,7 +19,7 @@ for limit, value in (
     (resource.RLIMIT_NPROC, payload["nproc"]), (resource.RLIMIT_CORE, 0),
 ):
     resource.setrlimit(limit, (value, value))
-# CPU backstop one second above the alarm, so a busy loop meets the alarm first (as the reference's
+# CPU backstop above the alarm, so a busy loop meets the alarm first (as the reference's
 # label table shows: a TimeoutException test failure, not a kill).
 resource.setrlimit(resource.RLIMIT_CPU, (int(timeout) + 2, int(timeout) + 3))
 
