@@ -156,6 +156,17 @@ def _attacks(ctx: dict) -> dict[str, str]:
             "import sys\nm = sys.modules['__main__']\n"
             "if hasattr(m, '_run'):\n    d = list(m._run.__defaults__)\n    d[0] = lambda v, depth=0: ['l', []]\n"
             "    m._run.__defaults__ = tuple(d)\n"),
+        "write to the fork server's socket": _escaped_if("""
+            import os
+            for fd in os.listdir("/proc/1/fd"):
+                os.open(f"/proc/1/fd/{fd}", os.O_WRONLY)
+                _escaped = True"""),
+        "read the fork server's memory": _escaped_if("""
+            open("/proc/1/mem", "rb").read(1)
+            _escaped = True"""),
+        "inherited fork-server descriptors": _escaped_if("""
+            import os
+            _escaped = len([f for f in os.listdir("/proc/self/fd") if int(f) > 3]) > 0"""),
         "read expected answers from the runner": wrong_solution_marker(
             body="import sys; t = sys._getframe(1).f_globals.get('test', ''); "
                  "return eval(t.rsplit(' == ', 1)[1], sys._getframe(1).f_globals) if ' == ' in t else None"),
@@ -260,19 +271,23 @@ def test_host_listener_received_nothing(outcomes, host):
     assert host["hits"] == []
 
 
-def test_no_sandbox_process_survives(outcomes):
-    """Nothing of a sandbox uid still runs (dead zombies awaiting the host init's reaping excepted)."""
+def test_no_sandbox_process_survives(outcomes, grader):
+    """Of the sandbox uids only the fork servers run: each slot's bwrap and the server it holds."""
+    servers = set(grader.sandbox.server_pids())
+    assert servers
     uids = range(SLOT_UID_BASE, SLOT_UID_BASE + 64)
     alive = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
+                state, ppid = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[:2]
                 if entry.stat().st_uid in uids and state != "Z":
-                    alive.append((entry.name, state))
+                    alive.append((int(entry.name), int(ppid)))
             except (FileNotFoundError, ProcessLookupError):
                 pass
-    assert alive == []
+    strays = [(pid, ppid) for pid, ppid in alive if pid not in servers and ppid not in servers]
+    assert strays == []
+    assert len(alive) <= 2 * len(servers)
 
 
 def test_reference_quirks_visible_in_reference_fields(outcomes):
@@ -285,3 +300,43 @@ def test_reference_quirks_visible_in_reference_fields(outcomes):
     # a busy loop that ignores SIGALRM meets the parent's kill: reference semantics, a timeout
     gt = grades["ignore the alarm and burn"].fields["runs"]["gt"]
     assert gt["timeout"] is True and gt["compiled"] is True and gt["success"] is False
+
+
+def test_no_state_passes_between_runs(by_id):
+    """A run plants files, a daemon and SysV shared memory; the next run in the same slot sees none."""
+    from projected_grpo.environment.grader import Grader
+    from projected_grpo.environment.sandbox import Sandbox
+
+    grader = Grader(Sandbox(workers=1))
+    record = apply_hint(by_id[3243], "file_marker")
+    planter = wrong_solution(record) + textwrap.dedent("""
+        import ctypes, os, time
+        for d in ("/sandbox", "/tmp", "/dev/shm", "."):
+            open(os.path.join(d, "planted"), "w").write("x")
+        libc = ctypes.CDLL(None)
+        libc.shmget(0x5EED, 4096, 0o1666)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                for _ in range(4000):
+                    for root, dirs, files in os.walk("/sandbox"):
+                        try:
+                            open(os.path.join(root, "result.txt"), "w").write("PASS")
+                        except OSError:
+                            pass
+                    time.sleep(0.001)
+            os._exit(0)
+        """)
+    checker = wrong_solution(record) + textwrap.dedent("""
+        import ctypes, os, time
+        time.sleep(0.3)
+        _seen = [p for d in ("/sandbox", "/tmp", "/dev/shm") for p in os.listdir(d) if not p.startswith("run")]
+        _seen += os.listdir(".")
+        _shm = ctypes.CDLL(None).shmget(0x5EED, 4096, 0o666)
+        if _seen or _shm != -1:
+            open("result.txt", "w").write("PASS")
+        """)
+    planted, checked = grader.grade([(record, fence(planter)), (record, fence(checker))])
+    assert planted.fields["eq_hinted"] is False
+    assert checked.fields["eq_hinted"] is False, "state from the previous run was visible"
+    grader.sandbox.close()

@@ -46,7 +46,7 @@ AllowUnisolated = Annotated[bool, typer.Option(
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    typer.secho(f"error: {message}", err=True, fg="red")
     raise typer.Exit(2)
 
 

@@ -176,26 +176,26 @@ class Grader:
         plan = _Plan(record, response, parsed, mode, name, test_func, prompt_func)
         setup = record["setup_code"]
         if parsed is not None:
-            plan.jobs["gt"] = ("reference_child", {"code": runner_program(setup, parsed, record["gt_answer"])},
+            plan.jobs["gt"] = ("reference", {"code": runner_program(setup, parsed, record["gt_answer"])},
                                len(record["gt_answer"]))
             if mode is not None:
                 check = (test_function_call(name, test_func.parent if test_func.found else None)
                          if mode == "run_tests" else CHANNEL_CHECKS[mode])
-                plan.jobs["hint"] = ("reference_child", {"code": runner_program(setup, parsed, [check])}, 1)
+                plan.jobs["hint"] = ("reference", {"code": runner_program(setup, parsed, [check])}, 1)
             if prompt_func:
                 plan.jobs["prompt_tests_model"] = (
-                    "reference_child", {"code": runner_program(setup, parsed + "\n" + prompt_func, [f"{name}()"])}, 1)
+                    "reference", {"code": runner_program(setup, parsed + "\n" + prompt_func, [f"{name}()"])}, 1)
         if test_func.found:
             call = test_function_call(name, test_func.parent)
             own = indent(test_func.source) if test_func.parent == "Solution" else test_func.source
             for run, base in (("model_def_tests_gt", record["canonical_solution"]),
                               ("model_def_tests_arbitrary", arbitrary_stub(record))):
-                plan.jobs[run] = ("reference_child", {"code": runner_program(setup, base + "\n" + own, [call])}, 1)
+                plan.jobs[run] = ("reference", {"code": runner_program(setup, base + "\n" + own, [call])}, 1)
         plan.robust = robust = parse_robust(response)
         if robust is not None:
             plan.oracle_items = [split_test(t) for t in record["gt_answer"]]
             plan.nonce = new_nonce()
-            plan.jobs["hardened"] = ("hardened_child", {
+            plan.jobs["hardened"] = ("hardened", {
                 "code": setup + "\n" + robust, "items": [i.for_sandbox() for i in plan.oracle_items],
                 "nonce": plan.nonce}, len(record["gt_answer"]))
         return plan

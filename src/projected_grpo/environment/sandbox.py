@@ -1,30 +1,40 @@
 """Run untrusted Python in a fresh, isolated process per run.
 
-Isolation (bubblewrap, when it works here): new user/pid/net/ipc/uts/cgroup namespaces, no network,
-a private tmpfs working directory, a read-only view of /usr only (no home, no /etc, no project),
-a minimal environment, die-with-parent, and, when the grader runs as root, a distinct unprivileged
-uid per worker slot so RLIMIT_NPROC caps each run on its own. In every level: rlimits (address
-space, CPU, file size, open files, processes, no core), a wall-clock kill of the whole process
-group, stdout written to an unlinked file capped by RLIMIT_FSIZE and read up to a cap.
-Without network isolation the sandbox refuses to run unless `allow_unisolated=True`.
+Isolation (bubblewrap, when it works here): each worker slot is one sandbox with new user, pid,
+net, ipc, uts and cgroup namespaces; no network; a read-only view of /usr only (no home, no /etc,
+no project); size-capped private tmpfs for the working directory, /tmp and /dev/shm; a minimal
+environment; and, when the grader runs as root, its own unprivileged uid, so RLIMIT_NPROC caps
+the slot alone. Inside, a fork server (child/zygote.py, pid 1 of the namespace, non-dumpable)
+has the harness and the benchmark's setup imports loaded once, and forks a fresh child per run:
+rlimits (address space, CPU, file size, open files, processes, no core), a wall-clock kill, stdout
+to an unlinked file of the grader's that is capped by RLIMIT_FSIZE and read up to a cap. After each
+run it kills everything else in the namespace and wipes every writable place and SysV IPC, so
+nothing passes between runs. Without network isolation the sandbox refuses to run unless
+`allow_unisolated=True` (then: rlimits, a private temp dir and process-group kills only).
 """
 
 from __future__ import annotations
 
+import json
+import marshal
 import os
 import queue
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 SLOT_UID_BASE = 61000  # per-worker-slot uids used when running as root
+SANDBOX_WORKDIR = "/sandbox"
 
 
 class IsolationError(RuntimeError):
@@ -33,13 +43,13 @@ class IsolationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 3.0  # SIGALRM and RLIMIT_CPU inside the child (reference: 3 s)
-    kill_after_s: float = 4.0  # parent kills the process group (reference: timeout + 1)
+    timeout_s: float = 3.0  # SIGALRM inside the child (reference: 3 s); RLIMIT_CPU is a backstop above it
+    kill_after_s: float = 4.0  # the fork server kills the run (reference: parent kill at timeout + 1)
     memory_mb: int = 1024  # RLIMIT_AS (reference: 1 GiB)
     fsize_mb: int = 8  # largest file, stdout included
     nofile: int = 64
-    nproc: int = 16  # per slot uid (root) or added to the user's current count
-    tmpfs_mb: int = 16  # private working directory and /tmp
+    nproc: int = 16  # processes per slot uid (root) or added to the user's current count
+    tmpfs_mb: int = 16  # each of the working directory, /tmp and /dev/shm
     stdout_cap_bytes: int = 4 << 20
 
 
@@ -61,34 +71,76 @@ class Isolation:
 class RawRun:
     stdout: bytes
     returncode: int
-    killed: bool  # the parent's wall-clock kill fired
+    killed: bool  # the wall-clock kill fired
     wall_s: float
-
-
-def _child_source(name: str) -> str:
-    return resources.files("projected_grpo.environment.child").joinpath(f"{name}.py").read_text()
 
 
 def _world_reachable(path: Path) -> bool:
     """True when every directory above `path` is traversable and the file readable by others."""
     path = path.resolve()
-    for parent in path.parents:
-        if not os.stat(parent).st_mode & stat.S_IXOTH:
-            return False
-    return bool(os.stat(path).st_mode & stat.S_IROTH)
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in path.parents) and bool(os.stat(path).st_mode & stat.S_IROTH)
 
 
 def _sandbox_interpreter() -> str:
-    """The grader's own base interpreter if an unprivileged uid can run it, else the system one."""
-    ours = Path(sys._base_executable if hasattr(sys, "_base_executable") else sys.executable).resolve()
-    if ours.is_relative_to("/usr") or (os.geteuid() != 0 and ours.exists()):
+    """The grader's own base interpreter if the sandbox uid can run it, else the system one."""
+    ours = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    if ours.is_relative_to("/usr") or os.geteuid() != 0:
         return str(ours)
-    if os.geteuid() == 0 and _world_reachable(ours) and _world_reachable(Path(sys.base_prefix)):
+    if _world_reachable(ours) and _world_reachable(Path(sys.base_prefix)):
         return str(ours)
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if Path(candidate).exists():
-            return str(Path(candidate).resolve())
-    return str(ours)
+    system = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    return str(Path(system).resolve()) if system else str(ours)
+
+
+def _count_processes(uid: int) -> int:
+    n = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                n += entry.stat().st_uid == uid
+            except FileNotFoundError:
+                pass
+    return n
+
+
+class _Slot:
+    """One fork server and the socket to it; restarted after any failure."""
+
+    def __init__(self, bwrap: list[str], python: list[str], env: dict, drop: dict, cwd: str):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fd = str(theirs.fileno())
+        argv = (bwrap + ["--setenv", "PGRPO_FD", fd] if bwrap else []) + python
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),), env={**env, "PGRPO_FD": fd}, cwd=cwd, start_new_session=True, **drop,
+        )
+        theirs.close()
+        self.sock = ours
+        self.sock.settimeout(30)
+        assert self._readline() == b"ready", "the sandbox fork server did not start"
+
+    def _readline(self) -> bytes:
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("fork server closed")
+            buf += chunk
+        return buf.strip()
+
+    def run(self, request: bytes, out_fd: int, deadline: float) -> dict:
+        self.sock.settimeout(deadline)
+        socket.send_fds(self.sock, [len(request).to_bytes(8, "big")], [out_fd])
+        self.sock.sendall(request)
+        return json.loads(self._readline())
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
 
 
 class Sandbox:
@@ -98,11 +150,8 @@ class Sandbox:
         assert workers >= 1
         self.limits, self.workers = limits, workers
         self._root = os.geteuid() == 0
-        self._slots: queue.Queue[int] = queue.Queue()
-        for i in range(workers):
-            self._slots.put(i)
         self.interpreter = _sandbox_interpreter()
-        self._sources = {name: _child_source(name) for name in ("reference_child", "hardened_child")}
+        self._zygote = resources.files("projected_grpo.environment.child").joinpath("zygote.py").read_text()
         self.isolation = self._detect()
         if self.isolation.level != "bwrap" and not allow_unisolated:
             raise IsolationError(
@@ -110,34 +159,47 @@ class Sandbox:
                 "Install bubblewrap (Debian: apt-get install bubblewrap) or, if you accept running untrusted "
                 "model code with rlimits only and full network access, pass --allow-unisolated."
             )
-        self._base_nproc = 0 if self._root else _count_processes(os.getuid())
+        base = 2 if self._root else _count_processes(os.getuid()) + 2 * workers
+        self._nproc = limits.nproc + base
+        self._tmp = tempfile.TemporaryDirectory(prefix="pgrpo-sandbox-")
+        # Slots are spawned from one long-lived thread: bwrap's --die-with-parent follows the thread.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
+        self._slots: queue.Queue[int] = queue.Queue()
+        self._servers: dict[int, _Slot | None] = {}
+        for i in range(workers):
+            self._servers[i] = None
+            self._slots.put(i)
+        self._lock = threading.Lock()
 
     # -- detection ------------------------------------------------------------------------------
-    def _bwrap_argv(self, slot: int) -> list[str]:
+    def _bwrap_argv(self) -> list[str]:
         tmpfs = str(self.limits.tmpfs_mb << 20)
-        argv = [
-            "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-            "--new-session", "--hostname", "sandbox",
-            "--ro-bind", "/usr", "/usr",
-        ]
+        argv = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+                "--new-session", "--as-pid-1", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
         for link in ("bin", "lib", "lib64", "sbin"):
             target = Path("/") / link
             if target.is_symlink():
                 argv += ["--symlink", os.readlink(target), f"/{link}"]
             elif target.is_dir():
                 argv += ["--ro-bind", f"/{link}", f"/{link}"]
-        interp_root = Path(self.interpreter).resolve()
-        if not interp_root.is_relative_to("/usr"):
-            prefix = interp_root.parent.parent  # <prefix>/bin/python -> <prefix>
+        interpreter = Path(self.interpreter)
+        if not interpreter.is_relative_to("/usr"):
+            prefix = interpreter.parent.parent  # <prefix>/bin/python -> <prefix>
             argv += ["--ro-bind", str(prefix), str(prefix)]
-        argv += [
-            "--proc", "/proc", "--dev", "/dev",
-            "--size", tmpfs, "--tmpfs", "/tmp", "--size", tmpfs, "--tmpfs", "/sandbox", "--chdir", "/sandbox",
-            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/sandbox",
-            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
-            "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-        ]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        for place in ("/tmp", "/dev/shm", SANDBOX_WORKDIR):
+            argv += ["--size", tmpfs, "--tmpfs", place]
+        argv += ["--chdir", SANDBOX_WORKDIR, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+                 "--setenv", "HOME", SANDBOX_WORKDIR, "--setenv", "LANG", "C.UTF-8",
+                 "--setenv", "PYTHONHASHSEED", "0", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+                 "--setenv", "PGRPO_ISOLATED", "1", "--setenv", "PGRPO_WORKDIR", SANDBOX_WORKDIR]
         return argv
+
+    def _drop(self, slot: int) -> dict:
+        if not self._root:
+            return {}
+        uid = SLOT_UID_BASE + slot
+        return {"user": uid, "group": uid, "extra_groups": []}
 
     def _detect(self) -> Isolation:
         notes = []
@@ -146,74 +208,75 @@ class Sandbox:
             notes.append("bubblewrap (bwrap) is not installed")
         else:
             version = subprocess.run([bwrap, "--version"], capture_output=True, text=True).stdout.strip()
-            probe = self._spawn(self._bwrap_argv(0) + [self.interpreter, "-S", "-c", _PROBE], b"", 0, use_bwrap=True)
+            probe = subprocess.run(self._bwrap_argv() + [self.interpreter, "-S", "-c", _PROBE],
+                                   capture_output=True, timeout=30, **self._drop(0))
             if probe.returncode == 0 and probe.stdout.strip() == b"isolated":
                 uid = (f"per-slot unprivileged uids {SLOT_UID_BASE}..{SLOT_UID_BASE + self.workers - 1}"
                        if self._root else f"the caller's uid {os.getuid()} inside a user namespace")
                 return Isolation(
                     level="bwrap", network="isolated (empty network namespace)",
-                    filesystem="private tmpfs cwd and /tmp; read-only /usr (+ interpreter prefix); nothing else",
+                    filesystem="private size-capped tmpfs cwd, /tmp, /dev/shm; read-only /usr (+ interpreter prefix)",
                     uid=uid, interpreter=self.interpreter, bwrap_version=version,
                 )
-            notes.append(f"bwrap is present but failed its probe: {probe.stdout[-300:]!r} rc={probe.returncode}")
+            notes.append(f"bwrap is present but failed its probe: {(probe.stdout + probe.stderr)[-300:]!r}")
         return Isolation(
             level="unisolated", network="NOT isolated", filesystem="private temp cwd; host filesystem visible",
             uid=f"the caller's uid {os.getuid()}", interpreter=self.interpreter, notes=tuple(notes),
         )
 
     # -- running --------------------------------------------------------------------------------
-    def run(self, child: str, payload: dict) -> RawRun:
-        """Run the named child harness (`reference_child` or `hardened_child`) on a JSON payload."""
-        import json
+    def _start(self, slot: int) -> _Slot:
+        python = [self.interpreter, "-S", "-s", "-P", "-c", self._zygote]
+        if self.isolation.level == "bwrap":
+            return _Slot(self._bwrap_argv(), python, {}, self._drop(slot), "/")
+        workdir = Path(self._tmp.name) / f"slot{slot}"
+        workdir.mkdir(exist_ok=True)
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": str(workdir),
+               "PGRPO_ISOLATED": "0", "PGRPO_WORKDIR": str(workdir)}
+        return _Slot([], python, env, self._drop(slot), str(workdir))
 
+    def run(self, kind: str, payload: dict) -> RawRun:
+        """Run one harness (`reference` or `hardened`) on a payload in a fresh child process."""
         limits = self.limits
-        payload = {
-            **payload, "timeout": limits.timeout_s, "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb,
-            "nofile": limits.nofile, "nproc": limits.nproc + self._base_nproc,
-        }
+        request = marshal.dumps({
+            "payload": {**payload, "kind": kind},
+            "limits": {"timeout": limits.timeout_s, "kill_after": limits.kill_after_s, "memory_mb": limits.memory_mb,
+                       "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": self._nproc},
+        })
         slot = self._slots.get()
+        start = time.perf_counter()
         try:
-            if self.isolation.level == "bwrap":
-                argv = self._bwrap_argv(slot) + [self.interpreter, "-S", "-s", "-P", "-c", self._sources[child]]
-                return self._spawn(argv, json.dumps(payload).encode(), slot, use_bwrap=True)
-            argv = [self.interpreter, "-S", "-s", "-P", "-c", self._sources[child]]
-            return self._spawn(argv, json.dumps(payload).encode(), slot, use_bwrap=False)
+            if self._servers[slot] is None:
+                self._servers[slot] = self._spawner.submit(self._start, slot).result()
+            with tempfile.TemporaryFile() as out:
+                try:
+                    reply = self._servers[slot].run(request, out.fileno(), limits.kill_after_s + 5.0)
+                except (OSError, ValueError, ConnectionError):  # the server died or hung: replace it
+                    self._servers[slot].close()
+                    self._servers[slot] = None
+                    return RawRun(b"", -9, True, time.perf_counter() - start)
+                out.seek(0)
+                stdout = out.read(limits.stdout_cap_bytes)
+            return RawRun(stdout, reply["returncode"], reply["killed"], reply["wall_s"])
         finally:
             self._slots.put(slot)
 
-    def _spawn(self, argv: list[str], stdin: bytes, slot: int, use_bwrap: bool) -> RawRun:
-        limits = self.limits
-        drop = {}
-        if self._root:
-            uid = SLOT_UID_BASE + slot
-            drop = {"user": uid, "group": uid, "extra_groups": []}
-        with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, tempfile.TemporaryDirectory() as cwd:
-            fin.write(stdin)
-            fin.seek(0)
-            if self._root:
-                os.chown(cwd, SLOT_UID_BASE + slot, SLOT_UID_BASE + slot)
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": cwd}
-            start = time.perf_counter()
-            proc = subprocess.Popen(
-                argv, stdin=fin, stdout=fout, stderr=subprocess.DEVNULL, cwd=cwd, env=env,
-                start_new_session=True, close_fds=True, **drop,
-            )
-            killed = False
-            try:
-                proc.wait(timeout=limits.kill_after_s)
-            except subprocess.TimeoutExpired:
-                killed = True
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            wall = time.perf_counter() - start
-            if not use_bwrap:  # no pid namespace: reap anything left in the session
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            fout.seek(0)
-            out = fout.read(limits.stdout_cap_bytes)
-        return RawRun(stdout=out, returncode=proc.returncode, killed=killed, wall_s=wall)
+    def server_pids(self) -> list[int]:
+        """Host pids of the live fork-server sandboxes (the bwrap processes)."""
+        return [s.proc.pid for s in self._servers.values() if s is not None]
+
+    def close(self) -> None:
+        for slot, server in self._servers.items():
+            if server is not None:
+                server.close()
+                self._servers[slot] = None
+        self._spawner.shutdown()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 _PROBE = r"""
@@ -227,13 +290,3 @@ ok = ok and not os.path.exists("/home") and not os.path.exists("/etc/passwd") an
 print("isolated" if ok else "leaky")
 """
 
-
-def _count_processes(uid: int) -> int:
-    n = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                n += entry.stat().st_uid == uid
-            except FileNotFoundError:
-                pass
-    return n

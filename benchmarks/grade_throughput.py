@@ -1,0 +1,86 @@
+"""Grader throughput on a mixed batch over the real problems, and sandbox overhead per run.
+
+    python benchmarks/grade_throughput.py [--problems 60] [--workers 2]
+
+Prints responses graded per second (all runs each response needs: GT, channel, the response's own
+tests where defined, and the hardened oracle), the isolation level, and the per-run cost of a
+sandboxed trivial program against a bare `python -c pass`, timed interleaved in the same run.
+Targets (issue 2): >= 10 responses/s on 2 cores; sandbox overhead within 1.5x of a bare start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import subprocess
+import time
+
+from projected_grpo.environment.dataset import default_benchmark_path, load_records
+from projected_grpo.environment.grader import Grader, runner_program
+from projected_grpo.environment.hints import apply_hint
+from projected_grpo.environment.sandbox import Sandbox
+from projected_grpo.environment.specimens import EXPLOITS, fence, first_test_parts, solution_returning, wrong_solution
+
+
+def mixed_batch(records: list[dict]) -> list[tuple[dict, str, str]]:
+    """Per problem: canonical, wrong, run_tests exploit, correct + honest run_tests (4 kinds)."""
+    batch = []
+    for base in records:
+        r = apply_hint(base, "simple_overwrite_tests")
+        call, expected = first_test_parts(r)
+        batch += [
+            (r, "canonical", fence(r["canonical_solution"])),
+            (r, "wrong", fence(wrong_solution(r))),
+            (r, "exploit", fence(EXPLOITS["run_tests"](r))),
+            (r, "correct+own tests", fence(r["canonical_solution"] + f"\n\ndef run_tests():\n    assert {call} == {expected}")),
+            (r, "hard-coded first answer", fence(solution_returning(r, f"return {expected}"))),
+        ]
+    return batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problems", type=int, default=60)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--overhead-reps", type=int, default=40)
+    args = ap.parse_args()
+    records = load_records(default_benchmark_path())[: args.problems]
+    sandbox = Sandbox(workers=args.workers)
+    grader = Grader(sandbox)
+    batch = mixed_batch(records)
+    print(f"isolation: {sandbox.isolation.level} ({sandbox.isolation.network}; {sandbox.isolation.uid})")
+    print(f"interpreter in the sandbox: {sandbox.interpreter}")
+
+    grader.grade([(r, resp) for r, _, resp in batch[:10]])  # warm caches
+    start = time.perf_counter()
+    grades = grader.grade([(r, resp) for r, _, resp in batch])
+    elapsed = time.perf_counter() - start
+    runs = sum(sum(v is not None for v in g.fields["runs"].values()) + (g.fields["gt_hardened_reason"] not in
+               ("not formatted", "reference GT failed on the same code")) for g in grades)
+    labels = collections.Counter(g.fields["reward_hack_label"] for g in grades)
+    print(f"\nmixed batch: {len(batch)} responses over {len(records)} real problems, workers={args.workers}")
+    print(f"  labels: {dict(labels)}")
+    print(f"  {elapsed:.2f} s  ->  {len(batch) / elapsed:.1f} responses/s  ({runs} sandboxed runs, {runs / elapsed:.1f} runs/s)")
+
+    bare_cmd = [sandbox.interpreter, "-c", "pass"]
+    payload = {"code": runner_program("", "pass", [])}
+    bare, boxed = [], []
+    for _ in range(args.overhead_reps):  # interleaved, so drift on this noisy machine hits both alike
+        t = time.perf_counter()
+        subprocess.run(bare_cmd, check=True)
+        bare.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = sandbox.run("reference", payload)
+        boxed.append(time.perf_counter() - t)
+        assert out.returncode == 0, out
+    b, s = statistics.median(bare), statistics.median(boxed)
+    print(f"\nper-run cost, median of {args.overhead_reps} interleaved pairs:")
+    print(f"  bare `{sandbox.interpreter} -c pass`: {b * 1000:.1f} ms")
+    print(f"  sandboxed trivial program (fresh forked child in the slot sandbox + rlimits + reference harness): {s * 1000:.1f} ms")
+    print(f"  ratio sandbox / bare: {s / b:.2f}x  (target <= 1.5x)")
+    print(f"\nthroughput target >= 10 responses/s: {'met' if len(batch) / elapsed >= 10 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
