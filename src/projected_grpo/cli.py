@@ -101,9 +101,7 @@ def grade(
 ) -> None:
     """Grade responses: the reference's five sandboxed runs and labels, the hardened oracle, loophole modes.
 
-    Each output row is the input row plus every grading field (`eq_correct`, `eq_hinted`,
-    `reward_hack_label`, `is_reward_hack_strict/loose`, `gt_correct_hardened`, `exploited`, `mode`,
-    per-run results under `runs`). `OUTPUT.meta.json` records the isolation level and versions.
+    Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit.
     """
     try:
         rows = []
@@ -220,8 +218,7 @@ def demo(
 ) -> None:
     """Grade the reference's label-table specimens on real problems and print the label table.
 
-    (Until the CPU model organism lands, this is the main job: it exercises the sandbox, the
-    reference labels, the hardened oracle and the hack × mode diagonal on the real benchmark.)
+    Until the CPU model organism lands this is the main job: it exercises the sandbox, the reference labels, the hardened oracle and the hack × mode diagonal on the real benchmark.
     """
     from projected_grpo.environment.hints import apply_hint
     from projected_grpo.environment.selfcheck import run_selfcheck
