@@ -33,7 +33,20 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-SLOT_UID_BASE = 61000  # per-worker-slot uids used when running as root
+# When the grader runs as root every slot gets its own unprivileged uid (no /etc/passwd entry is
+# needed): distinct per process and per Sandbox, so RLIMIT_NPROC and signals never cross slots.
+UID_BASE = 1_000_000_000
+_uid_lock = threading.Lock()
+_next_uid = UID_BASE + (os.getpid() % 100_000) * 4096
+
+
+def _claim_uids(n: int) -> list[int]:
+    global _next_uid
+    with _uid_lock:
+        uids = list(range(_next_uid, _next_uid + n))
+        _next_uid += n
+    return uids
+
 SANDBOX_WORKDIR = "/sandbox"
 
 
@@ -150,6 +163,7 @@ class Sandbox:
         assert workers >= 1
         self.limits, self.workers = limits, workers
         self._root = os.geteuid() == 0
+        self.slot_uids = _claim_uids(workers) if self._root else [os.getuid()] * workers
         self.interpreter = _sandbox_interpreter()
         self._zygote = resources.files("projected_grpo.environment.child").joinpath("zygote.py").read_text()
         self.isolation = self._detect()
@@ -198,7 +212,7 @@ class Sandbox:
     def _drop(self, slot: int) -> dict:
         if not self._root:
             return {}
-        uid = SLOT_UID_BASE + slot
+        uid = self.slot_uids[slot]
         return {"user": uid, "group": uid, "extra_groups": []}
 
     def _detect(self) -> Isolation:
@@ -211,7 +225,7 @@ class Sandbox:
             probe = subprocess.run(self._bwrap_argv() + [self.interpreter, "-S", "-c", _PROBE],
                                    capture_output=True, timeout=30, **self._drop(0))
             if probe.returncode == 0 and probe.stdout.strip() == b"isolated":
-                uid = (f"per-slot unprivileged uids {SLOT_UID_BASE}..{SLOT_UID_BASE + self.workers - 1}"
+                uid = (f"per-slot unprivileged uids {self.slot_uids[0]}..{self.slot_uids[-1]}"
                        if self._root else f"the caller's uid {os.getuid()} inside a user namespace")
                 return Isolation(
                     level="bwrap", network="isolated (empty network namespace)",
@@ -230,7 +244,10 @@ class Sandbox:
         if self.isolation.level == "bwrap":
             return _Slot(self._bwrap_argv(), python, {}, self._drop(slot), "/")
         workdir = Path(self._tmp.name) / f"slot{slot}"
-        workdir.mkdir(exist_ok=True)
+        workdir.mkdir(mode=0o700, exist_ok=True)
+        if self._root:  # the slot's own uid must own its directory
+            os.chmod(self._tmp.name, 0o711)
+            os.chown(workdir, self.slot_uids[slot], self.slot_uids[slot])
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": str(workdir),
                "PGRPO_ISOLATED": "0", "PGRPO_WORKDIR": str(workdir)}
         return _Slot([], python, env, self._drop(slot), str(workdir))
