@@ -1,0 +1,170 @@
+"""Activation-space hack directions (method §2.2).
+
+`v_hack ∈ ℝ^d` at layer ℓ: the normalised mean over pairs of (response-mean hidden state of the
+hack side − that of the clean side), or the top-k principal directions of the paired differences.
+Each target Linear's top-m singular subspace turns it into a per-module direction:
+readers of the residual stream (q, k, v, gate, up): `h = V_mᵀ v_hack`; writers (o, down):
+`h = U_mᵀ v_hack`. For the δS knob, `ĥ = h/‖h‖` embedded in ℝ^r is that module's single row.
+For a LoRA, `û = V_m ĥ` (readers, acting on A's input side) or `U_m ĥ` (writers, B's output side)
+gives the projector `g − (g û)ûᵀ` / `g − û(ûᵀ g)`. Modules with ‖h‖ < ε are skipped (not fired).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from projected_grpo.adapters.attach import Adapters
+from projected_grpo.adapters.layers import FixedALoRALinear, SVDKnobLinear, weight_svd
+from projected_grpo.directions.basis import Basis
+from projected_grpo.directions.pairs import Pair, pairset_hash
+from projected_grpo.directions.tokens import completion_batch
+
+READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+WRITERS = ("o_proj", "down_proj")
+
+
+def default_layer(model) -> int:
+    return round(0.65 * model.config.num_hidden_layers)
+
+
+@torch.no_grad()
+def response_means(model, tokenizer, prompts, completions, layer: int, batch_size: int = 8,
+                   chat_template_kwargs: dict | None = None) -> Float[Tensor, "n d"]:
+    """Mean hidden state `hidden_states[layer]` over each completion's tokens."""
+    out = []
+    device = next(model.parameters()).device
+    for i in range(0, len(completions), batch_size):
+        ids, attn, comp = completion_batch(tokenizer, prompts[i:i + batch_size], completions[i:i + batch_size],
+                                           chat_template_kwargs)
+        hidden = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
+        h = hidden.hidden_states[layer].float()
+        mask = comp.to(device).float()[..., None]
+        out.append(((h * mask).sum(1) / mask.sum(1)).cpu())
+    return torch.cat(out)
+
+
+def extract_activation_direction(
+    pairs: list[Pair], model, tokenizer, layer: int | None = None, method: str = "mean_diff", k: int = 1,
+    control: str = "none", seed: int = 0, chat_template_kwargs: dict | None = None,
+) -> tuple[Float[Tensor, "k d"], dict]:
+    """Unit hack direction(s) in the residual stream at `layer` (rows oriented hack-ward)."""
+    layer = default_layer(model) if layer is None else layer
+    d = model.config.hidden_size
+    meta = {"space": "activation", "layer": layer, "method": method, "k": k, "control": control,
+            "pairset_hash": pairset_hash(pairs), "n_pairs": len(pairs)}
+    if control == "random":
+        v = torch.randn(k, d, generator=torch.Generator().manual_seed(seed))
+        return torch.linalg.qr(v.T)[0].T, meta
+    prompts = [list(p.prompt) for p in pairs]
+    hack = response_means(model, tokenizer, prompts, [p.hack for p in pairs], layer, chat_template_kwargs=chat_template_kwargs)
+    clean = response_means(model, tokenizer, prompts, [p.clean for p in pairs], layer, chat_template_kwargs=chat_template_kwargs)
+    diffs = hack - clean
+    if control == "shuffled":
+        swap = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[: len(pairs) // 2]
+        diffs[swap] *= -1
+    elif control == "nonhack":
+        diffs = clean - clean.roll(1, 0)
+    if method == "mean_diff":
+        v = diffs.mean(0, keepdim=True)
+        return v / v.norm().clamp_min(1e-12), meta
+    if method == "pca":
+        _, _, vh = torch.linalg.svd(diffs, full_matrices=False)
+        v = vh[:k]
+        return torch.where(((diffs @ v.T) > 0).sum(0)[:, None] * 2 < len(pairs), -v, v), meta
+    raise ValueError(f"activation method {method!r}: choose mean_diff or pca")
+
+
+def module_side(name: str, layer: nn.Module, d: int) -> str | None:
+    """'reader' (input is the residual stream), 'writer' (output is), or None."""
+    suffix = name.split(".")[-1]
+    if suffix in READERS or (suffix not in WRITERS and layer.in_features == d):
+        return "reader"
+    if suffix in WRITERS or layer.out_features == d:
+        return "writer"
+    return None
+
+
+def singular_direction(layer, side: str, v_hack: Float[Tensor, " d"], m: int) -> Float[Tensor, " m"]:
+    """`h = V_mᵀ v` (reader) or `U_mᵀ v` (writer) in the top-m singular subspace of W."""
+    if isinstance(layer, SVDKnobLinear):
+        basis = layer.Vh[:m].float() if side == "reader" else layer.U[:, :m].T.float()
+    else:
+        u, _, vh = weight_svd(layer.weight, None)
+        basis = vh[:m] if side == "reader" else u[:, :m].T
+    return basis @ v_hack.float().to(basis.device)
+
+
+def activation_basis(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None,
+                     eps: float = 1e-3, meta: dict | None = None) -> Basis:
+    """Per-module single rows for the projecting optimizer (δS knob: ĥ; fixed-A LoRA: û ⊗ I on B)."""
+    d = v_hack.numel()
+    vectors, fired = {}, 0
+    for name, layer in adapters:
+        side = module_side(name, layer, d)
+        r = layer.trainable.numel()
+        vectors[name] = torch.zeros(0, r)
+        if side is None:
+            continue
+        width = layer.rank if isinstance(layer, SVDKnobLinear) else min(layer.in_features, layer.out_features)
+        h = singular_direction(layer, side, v_hack, min(m or width, width))
+        if h.norm() < eps:
+            continue
+        h_hat = h / h.norm()
+        fired += 1
+        if isinstance(layer, SVDKnobLinear):
+            row = torch.zeros(r)
+            row[: h_hat.numel()] = h_hat.cpu()
+            vectors[name] = row[None]
+        elif isinstance(layer, FixedALoRALinear) and side == "writer":
+            u, _, _ = weight_svd(layer.weight, None)
+            u_hat = u[:, : h_hat.numel()] @ h_hat.cpu()
+            rho = layer.trainable.shape[1]  # rows û ⊗ e_j over flattened B (o × ρ): removes û(ûᵀ g_B)
+            vectors[name] = torch.einsum("o,jr->jor", u_hat / u_hat.norm(), torch.eye(rho)).reshape(rho, -1)
+    return Basis(vectors, {}, {**(meta or {}), "m": m, "eps": eps, "modules_fired": fired,
+                               "modules_total": len(vectors)})
+
+
+def protect_fixed_a(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None) -> int:
+    """Fixed-A LoRA readers: project û out of the frozen A once, so `ΔW û = B A û = 0` exactly."""
+    changed = 0
+    with torch.no_grad():
+        for name, layer in adapters:
+            if isinstance(layer, FixedALoRALinear) and module_side(name, layer, v_hack.numel()) == "reader":
+                _, _, vh = weight_svd(layer.weight, None)
+                width = min(layer.in_features, layer.out_features)
+                h = vh[: min(m or width, width)] @ v_hack.float()
+                u_hat = (vh[: h.numel()].T @ h) / h.norm()
+                a = layer.A.float()
+                layer.A.copy_((a - (a @ u_hat)[:, None] * u_hat[None]).to(layer.A.dtype))
+                changed += 1
+    return changed
+
+
+def peft_lora_hooks(model, v_hack: Float[Tensor, " d"], m: int | None = None, eps: float = 1e-3) -> list:
+    """Plain PEFT LoRA (bilinear): project `lora_A.grad` (readers) / `lora_B.grad` (writers) off û."""
+    handles = []
+    d = v_hack.numel()
+    for name, module in model.named_modules():
+        if not (hasattr(module, "lora_A") and hasattr(module, "base_layer")):
+            continue
+        base = module.base_layer
+        side = module_side(name, base, d)
+        if side is None:
+            continue
+        u, _, vh = weight_svd(base.weight, None)
+        width = min(base.in_features, base.out_features)
+        mm = min(m or width, width)
+        h = singular_direction(base, side, v_hack, mm)
+        if h.norm() < eps:
+            continue
+        u_hat = ((vh[:mm].T if side == "reader" else u[:, :mm]) @ (h / h.norm())).float()
+        for adapter in module.lora_A:
+            if side == "reader":
+                w = module.lora_A[adapter].weight
+                handles.append(w.register_hook(lambda g, u=u_hat: g - (g @ u.to(g))[:, None] * u.to(g)[None]))
+            else:
+                w = module.lora_B[adapter].weight
+                handles.append(w.register_hook(lambda g, u=u_hat: g - u.to(g)[:, None] * (u.to(g) @ g)[None]))
+    return handles
