@@ -105,12 +105,12 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         if self.refresh is not None and cfg.refresh_every and self._step_count > 1 \
                 and (self._step_count - 1) % cfg.refresh_every == 0:
             self._refresh()
-        before = {n: m.param.detach().flatten().float().clone() for n, m in self.modules.items()}
+        before = {n: _work(m.param).clone() for n, m in self.modules.items()}
         cin, cout, fired = [], [], []
         for name, m in self.modules.items():
             if m.param.grad is None:
                 continue
-            g = m.param.grad.detach().flatten().float()
+            g = _work(m.param.grad)
             v = m.basis.to(g.device, g.dtype)
             c_in = G.hackward_fraction(v, g)
             cin.append(c_in)
@@ -125,7 +125,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         self.inner.step()
         leak, leak_before, moved = [], [], []
         for name, m in self.modules.items():
-            delta = m.param.detach().flatten().float() - before[name]
+            delta = _work(m.param) - before[name]
             v = m.basis.to(delta.device, delta.dtype)
             if cfg.space == "update" and cfg.mode != "measure":
                 leak_before.append(G.update_leak(v, delta))
@@ -134,7 +134,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                 if cfg.mode == "route":
                     m.quarantine.add_(removed.view_as(m.quarantine).to(m.quarantine.dtype))
                 moved.append(removed.norm())
-                delta = m.param.detach().flatten().float() - before[name]
+                delta = _work(m.param) - before[name]
             leak.append(G.update_leak(v, delta))
         mean = lambda xs: float(torch.stack(xs).float().mean()) if xs else 0.0  # noqa: E731
         self.last_stats = {
@@ -170,6 +170,11 @@ class ProjectingOptimizer(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         return f"ProjectingOptimizer({self.config}, {len(self.modules)} modules, inner={type(self.inner).__name__})"
+
+
+def _work(t: Tensor) -> Tensor:
+    """A flat copy-free view in the dtype the math runs in: fp32, or fp64 for fp64 parameters."""
+    return t.detach().flatten().to(torch.promote_types(t.dtype, torch.float32))
 
 
 def modules_from_adapters(adapters, bases: dict[str, Tensor]) -> dict[str, ProjectedModule]:
