@@ -1,0 +1,59 @@
+"""Bases on disk: extracted on a cache miss, reused on a hit (key = everything that determines them)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from projected_grpo.adapters.attach import Adapters
+from projected_grpo.adapters.layers import default_cache_dir
+from projected_grpo.directions.activation import activation_basis, extract_activation_direction
+from projected_grpo.directions.basis import Basis
+from projected_grpo.directions.gradient import ExtractionConfig, extract_gradient_basis
+from projected_grpo.directions.pairs import Pair, pairset_hash
+
+SPACES = ("gradient", "activation")
+
+
+def model_fingerprint(adapters: Adapters) -> str:
+    """Hash of the adapted modules' base weights and the adapter config (what the basis lives in)."""
+    h = hashlib.sha256(json.dumps(asdict(adapters.config), sort_keys=True).encode())
+    for name, m in adapters:
+        h.update(name.encode())
+        h.update(m.base.weight.detach().float().cpu().numpy().tobytes()[:65536])
+        h.update(str(tuple(m.base.weight.shape)).encode())
+    return h.hexdigest()[:16]
+
+
+def basis_key(pairs: list[Pair], adapters: Adapters, space: str, config: ExtractionConfig, extra: dict) -> str:
+    blob = json.dumps({"pairs": pairset_hash(pairs), "model": model_fingerprint(adapters), "space": space,
+                       "config": asdict(config), **extra}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def get_basis(
+    pairs: list[Pair], model, adapters: Adapters, tokenizer, space: str = "gradient",
+    config: ExtractionConfig = ExtractionConfig(), layer: int | None = None, method: str = "mean_diff",
+    m: int | None = None, cache_dir: Path | None = None, model_id: str = "", chat_template_kwargs: dict | None = None,
+) -> tuple[Basis, Path, bool]:
+    """(basis, its file, whether it came from the cache)."""
+    if space not in SPACES:
+        raise ValueError(f"space {space!r}: choose gradient or activation")
+    extra = {"layer": layer, "method": method, "m": m} if space == "activation" else {}
+    path = Path(cache_dir or default_cache_dir()) / "bases" / f"{basis_key(pairs, adapters, space, config, extra)}.safetensors"
+    if path.is_file():
+        return Basis.load(path), path, True
+    if space == "gradient":
+        basis = extract_gradient_basis(pairs, model, adapters, tokenizer, config, chat_template_kwargs, model_id)
+    else:
+        v, meta = extract_activation_direction(pairs, model, tokenizer, layer, method, control=config.control,
+                                               seed=config.seed, chat_template_kwargs=chat_template_kwargs)
+        basis = activation_basis(adapters, v[0], m, meta={**meta, "model": model_id, "adapter": adapters.config.kind})
+        basis.meta["v_hack_norm"] = float(torch.linalg.vector_norm(v[0]))
+    basis.meta["key"] = path.stem
+    basis.save(path)
+    return basis, path, False
