@@ -71,3 +71,25 @@ def basis_overlap(old: Float[Tensor, "k r"], new: Float[Tensor, "k r"]) -> Tenso
     """‖V_old V_newᵀ‖²_F / k: 1 for the same subspace, ≈ k/r for unrelated random ones."""
     k = max(old.shape[0], 1)
     return (old @ new.T).pow(2).sum() / k
+
+
+# --- the same math over a stack of M modules of one width (the optimizer's fast path) -----------
+
+
+def batched_hackward_fraction(v: Float[Tensor, "m k r"], g: Float[Tensor, "m r"]) -> Float[Tensor, " m"]:
+    """Per module ‖relu(V g)‖ / ‖g‖ (zero-padded rows of V contribute nothing)."""
+    c = torch.einsum("mkr,mr->mk", v, g)
+    return torch.relu(c).norm(dim=1) / g.norm(dim=1).clamp_min(EPS)
+
+
+def batched_project(
+    v: Float[Tensor, "m k r"], x: Float[Tensor, "m r"], kind: str, overshoot: float, preserve_magnitude: bool,
+    sign: float,
+) -> tuple[Float[Tensor, "m r"], Float[Tensor, "m r"]]:
+    """(x', removed) per module; `sign=+1` for gradients (hack-ward: V g > 0), `-1` for updates (V Δ < 0)."""
+    c = torch.einsum("mkr,mr->mk", v, sign * x)
+    removed = sign * overshoot * torch.einsum("mk,mkr->mr", gate(c, kind), v)
+    out = x - removed
+    if preserve_magnitude:
+        out = out * (x.norm(dim=1, keepdim=True) / out.norm(dim=1, keepdim=True).clamp_min(EPS))
+    return out, removed

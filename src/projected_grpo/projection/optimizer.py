@@ -64,6 +64,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         self.inner, self.modules, self.config, self.refresh = inner, modules, config, refresh
         self.defaults = inner.defaults
         self._step_count = 0
+        self._grouped = None
         self.last_stats: dict[str, float] = {}
         self._optimizer_step_pre_hooks: dict = {}
         self._optimizer_step_post_hooks: dict = {}
@@ -97,6 +98,25 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             if m.quarantine is not None:
                 m.quarantine.grad = None
 
+    def _groups(self) -> list[tuple[list[str], Tensor]]:
+        """Modules whose θ has one shape, with their bases stacked (M × k_max × r, zero rows padded):
+        the step then costs a few batched ops per shape instead of a dozen per module."""
+        if self._grouped is None:
+            by_shape: dict[tuple, list[str]] = {}
+            for name, m in self.modules.items():
+                by_shape.setdefault((tuple(m.param.shape), m.param.dtype), []).append(name)
+            groups = []
+            for (shape, _), names in by_shape.items():
+                r = self.modules[names[0]].param.numel()
+                k = max(self.modules[n].basis.shape[0] for n in names)
+                v = torch.zeros(len(names), k, r)
+                for i, n in enumerate(names):
+                    b = self.modules[n].basis
+                    v[i, : b.shape[0]] = b.detach().to("cpu", torch.float64 if b.dtype == torch.float64 else torch.float32)
+                groups.append((names, v))
+            self._grouped = groups
+        return self._grouped
+
     @torch.no_grad()
     def step(self, closure=None):
         assert closure is None, "closures are not supported by the projecting optimizer"
@@ -105,59 +125,63 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         if self.refresh is not None and cfg.refresh_every and self._step_count > 1 \
                 and (self._step_count - 1) % cfg.refresh_every == 0:
             self._refresh()
-        before = {n: _work(m.param).clone() for n, m in self.modules.items()}
-        cin, cout, fired = [], [], []
-        for name, m in self.modules.items():
-            if m.param.grad is None:
-                continue
-            g = _work(m.param.grad)
-            v = m.basis.to(g.device, g.dtype)
-            c_in = G.hackward_fraction(v, g)
-            cin.append(c_in)
-            fired.append(c_in > 1e-6)
+        groups = []
+        for names, v in self._groups():
+            params = [self.modules[n].param for n in names]
+            theta = _stacked(params)
+            v = v.to(theta.device, theta.dtype)
+            grad = _stacked([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
+            c_in = G.batched_hackward_fraction(v, grad)
+            c_out = c_in
             if cfg.space == "grad" and cfg.mode != "measure":
-                g_new, removed = G.project_gradient(v, g, cfg.gate, cfg.overshoot, cfg.preserve_magnitude)
-                m.param.grad.copy_(g_new.view_as(m.param.grad))
+                grad_new, removed = G.batched_project(v, grad, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=1.0)
+                _write([p.grad for p in params], grad_new)
                 if cfg.mode == "route":
-                    m.quarantine.grad = removed.view_as(m.quarantine).to(m.quarantine.dtype)
-                g = g_new
-            cout.append(G.hackward_fraction(v, g))
+                    for i, n in enumerate(names):
+                        q = self.modules[n].quarantine
+                        q.grad = removed[i].view_as(q).to(q.dtype)
+                c_out = G.batched_hackward_fraction(v, grad_new)
+            groups.append((names, v, theta, c_in, c_out))
         self.inner.step()
-        leak, leak_before, moved = [], [], []
-        for name, m in self.modules.items():
-            delta = _work(m.param) - before[name]
-            v = m.basis.to(delta.device, delta.dtype)
+        cin, cout, leak, leak_before, moved = [], [], [], [], []
+        for names, v, before, c_in, c_out in groups:
+            params = [self.modules[n].param for n in names]
+            delta = _stacked(params) - before
             if cfg.space == "update" and cfg.mode != "measure":
-                leak_before.append(G.update_leak(v, delta))
-                delta_new, removed = G.project_update(v, delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude)
-                m.param.copy_((before[name] + delta_new).view_as(m.param).to(m.param.dtype))
+                leak_before.append(G.batched_hackward_fraction(v, -delta))
+                delta_new, removed = G.batched_project(v, delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=-1.0)
+                _write(params, before + delta_new)
                 if cfg.mode == "route":
-                    m.quarantine.add_(removed.view_as(m.quarantine).to(m.quarantine.dtype))
-                moved.append(removed.norm())
-                delta = _work(m.param) - before[name]
-            leak.append(G.update_leak(v, delta))
-        mean = lambda xs: float(torch.stack(xs).float().mean()) if xs else 0.0  # noqa: E731
-        self.last_stats = {
-            "cin": mean(cin), "cout": mean(cout), "fired": mean(fired), "leak": mean(leak),
-            "leak_before_projection": mean(leak_before) if leak_before else mean(leak),
-            "removed_norm": mean(moved), "quarantine_norm": self.quarantine_norm(),
-        }
+                    quarantines = [self.modules[n].quarantine for n in names]
+                    _write(quarantines, _stacked(quarantines) + removed)
+                moved.append(removed.norm(dim=1))
+                delta = _stacked(params) - before
+            cin.append(c_in)
+            cout.append(c_out)
+            leak.append(G.batched_hackward_fraction(v, -delta))
+        cat = lambda xs: torch.cat(xs).double()  # noqa: E731
+        c_in_all = cat(cin)
+        stats = torch.stack([c_in_all.mean(), cat(cout).mean(), (c_in_all > 1e-6).double().mean(), cat(leak).mean(),
+                             cat(leak_before).mean() if leak_before else cat(leak).mean(),
+                             cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)]).tolist()
+        self.last_stats = dict(zip(("cin", "cout", "fired", "leak", "leak_before_projection", "removed_norm"), stats))
+        self.last_stats["quarantine_norm"] = self.quarantine_norm()
         return None
 
     def quarantine_norm(self) -> float:
-        qs = [m.quarantine.detach().float().norm() for m in self.modules.values() if m.quarantine is not None]
-        return float(torch.stack(qs).norm()) if qs else 0.0
+        qs = [m.quarantine.detach() for m in self.modules.values() if m.quarantine is not None]
+        return float(torch.stack(torch._foreach_norm(qs)).norm()) if qs else 0.0
 
     def _refresh(self) -> None:
         new = self.refresh()
         overlaps = [G.basis_overlap(self.modules[n].basis.float(), b.float()) for n, b in new.items()]
-        for name, b in new.items():
-            self.modules[name].basis = b
+        self.set_bases(new)
         self.last_refresh_overlap = float(torch.stack(overlaps).mean())
 
     def set_bases(self, bases: dict[str, Tensor]) -> None:
         for name, b in bases.items():
             self.modules[name].basis = b
+        self._grouped = None
 
     def state_dict(self) -> dict:
         return {"inner": self.inner.state_dict(), "step_count": self._step_count,
@@ -172,9 +196,15 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         return f"ProjectingOptimizer({self.config}, {len(self.modules)} modules, inner={type(self.inner).__name__})"
 
 
-def _work(t: Tensor) -> Tensor:
-    """A flat copy-free view in the dtype the math runs in: fp32, or fp64 for fp64 parameters."""
-    return t.detach().flatten().to(torch.promote_types(t.dtype, torch.float32))
+def _stacked(tensors: list[Tensor]) -> Float[Tensor, "m r"]:
+    """Same-shape tensors as one (M × r) matrix in the dtype the math runs in (fp32, or fp64)."""
+    out = torch.stack([t.detach() for t in tensors]).flatten(1)
+    return out.to(torch.promote_types(out.dtype, torch.float32))
+
+
+def _write(targets: list[Tensor], rows: Float[Tensor, "m r"]) -> None:
+    """Copy row i into targets[i] (one fused call)."""
+    torch._foreach_copy_(targets, [r.view_as(t).to(t.dtype) for r, t in zip(rows.unbind(0), targets)])
 
 
 def modules_from_adapters(adapters, bases: dict[str, Tensor]) -> dict[str, ProjectedModule]:
