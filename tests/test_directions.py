@@ -107,6 +107,17 @@ def test_batched_per_completion_gradients_equal_separate_autograd(tiny, small_pa
             m.trainable.grad = None
 
 
+def test_extraction_leaves_a_pending_training_gradient_untouched(tiny, small_pairs):
+    model, tokenizer, adapters = tiny
+    pending = {n: torch.randn_like(m.trainable) for n, m in adapters}
+    for n, m in adapters:
+        m.trainable.grad = pending[n].clone()
+    per_completion_grads(model, adapters, tokenizer, [list(small_pairs[0].prompt)], [small_pairs[0].hack])
+    assert all(torch.equal(m.trainable.grad, pending[n]) for n, m in adapters)
+    for _, m in adapters:
+        m.trainable.grad = None
+
+
 def test_orientation_by_majority_vote_on_constructed_pairs():
     v = torch.eye(4)[:2]
     d = torch.tensor([[-1.0, 1, 0, 0], [-2, -1, 0, 0], [-0.5, 1, 0, 0], [3, -1, 0, 0]])
@@ -246,3 +257,23 @@ def test_cli_extract_prints_diagnostics_and_writes_the_basis(tmp_path):
     assert "modules_fired" in act.output
     bad = CliRunner().invoke(app, ["extract", "--model", "tiny-qwen3", "--control", "bogus"])
     assert bad.exit_code == 2 and "control 'bogus'" in bad.output
+
+
+def test_refresh_re_extracts_on_the_current_adapter_during_training(small_pairs, tmp_path):
+    from projected_grpo.directions.gradient import make_refresh
+    from projected_grpo.projection.optimizer import ProjectingOptimizer, ProjectionConfig, modules_from_adapters
+
+    model, tokenizer = load_model("tiny-qwen3")
+    adapters = attach_adapters(model, AdapterConfig("svd"), cache_dir=tmp_path)
+    config = ExtractionConfig(k=3, global_floor=0.0)
+    first = extract_gradient_basis(small_pairs[:4], model, adapters, tokenizer, config).top(3)
+    opt = ProjectingOptimizer(torch.optim.AdamW(adapters.trainable_parameters(), lr=0.05),
+                              modules_from_adapters(adapters, first), ProjectionConfig("route", refresh_every=2),
+                              refresh=make_refresh(small_pairs[:4], model, adapters, tokenizer, config, k_use=3))
+    ids = torch.randint(0, 259, (2, 32), generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert 0.0 < opt.last_refresh_overlap <= 1.0 + 1e-6
+    assert opt.last_stats["leak"] <= 1e-5

@@ -63,6 +63,10 @@ def per_completion_grads(
 ) -> dict[str, Float[Tensor, "n r"]]:
     """∂(mean NLL over completion tokens)/∂θ_m for each completion separately, per module."""
     out: dict[str, list[Tensor]] = {name: [] for name, _ in adapters}
+    params = adapters.trainable_parameters()
+    stashed = [p.grad for p in params]  # a training gradient waiting for its step (refresh) survives
+    for p in params:
+        p.grad = None
     adapters.capture(True)
     was_training = model.training
     model.eval()
@@ -86,6 +90,8 @@ def per_completion_grads(
     finally:
         adapters.capture(False)
         model.train(was_training)
+        for p, g in zip(params, stashed):
+            p.grad = g
     return {name: torch.cat(gs) for name, gs in out.items()}
 
 
@@ -193,3 +199,14 @@ def heldout_positive(vectors: dict[str, Tensor], grads: dict[str, Tensor], n: in
             d = grads[name][:n] - grads[name][n:]
             score += torch.sign(d @ v[0])  # one vote per module, whatever its gradient scale
     return float((score > 0).float().mean())
+
+
+def make_refresh(pairs: list[Pair], model, adapters: Adapters, tokenizer, config: ExtractionConfig, k_use: int,
+                 chat_template_kwargs: dict | None = None):
+    """A `refresh` callable for `ProjectingOptimizer`: re-extract on the current adapter (θ_hack
+    ablated), return the top `k_use` rows per module."""
+    def refresh() -> dict[str, Tensor]:
+        basis = extract_gradient_basis(pairs, model, adapters, tokenizer, config, chat_template_kwargs)
+        return basis.top(k_use)
+
+    return refresh

@@ -173,7 +173,8 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         return float(torch.stack(torch._foreach_norm(qs)).norm()) if qs else 0.0
 
     def _refresh(self) -> None:
-        new = self.refresh()
+        with torch.enable_grad():  # step() runs under no_grad; extraction needs backward
+            new = self.refresh()
         overlaps = [G.basis_overlap(self.modules[n].basis.float(), b.float()) for n, b in new.items()]
         self.set_bases(new)
         self.last_refresh_overlap = float(torch.stack(overlaps).mean())
