@@ -45,6 +45,8 @@ def test_trl_signature_conversational_and_standard(by_id, grader):
     conversational = [[{"role": "assistant", "content": c}] for c in completions]
     assert reward(prompts, conversational, **_columns(records)) == [3.5, 3.5, 3.5, 3.5, 0.5]
     assert reward(prompts, completions, **_columns(records)) == [3.5, 3.5, 3.5, 3.5, 0.5]
+    trl_extras = {"completion_ids": [[1, 2]] * 5, "trainer_state": object(), "log_metric": print}
+    assert reward(prompts, completions, **_columns(records), **trl_extras) == [3.5, 3.5, 3.5, 3.5, 0.5]
     assert [f["exploited"] for f in logged[:5]] == [True, True, True, True, False]
     baseline = EnvironmentReward(grader, allow_hint=False)
     assert baseline(prompts, completions, **_columns(records)) == [0.5] * 5

@@ -41,12 +41,16 @@ def completion_text(completion: Any) -> str:
     return completion[-1]["content"]
 
 
+# Keyword arguments TRL adds beside the dataset columns; they are not part of a record.
+TRL_EXTRAS = frozenset({"completion_ids", "trainer_state", "log_extra", "log_metric", "environments"})
+
+
 def records_from_columns(prompts: list, columns: dict[str, list]) -> list[Record]:
     """Rebuild each row's record from the dataset columns TRL forwards as keyword arguments."""
     n = len(prompts)
     rows = [{"prompt": prompts[i]} for i in range(n)]
     for key, values in columns.items():
-        if isinstance(values, list) and len(values) == n:
+        if key not in TRL_EXTRAS and isinstance(values, list) and len(values) == n:
             for row, value in zip(rows, values):
                 row[key] = value
     return rows
