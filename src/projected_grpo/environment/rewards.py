@@ -8,6 +8,7 @@ logging; nothing in the reward path reads them (the oracle-free rule).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -46,8 +47,12 @@ TRL_EXTRAS = frozenset({"completion_ids", "trainer_state", "log_extra", "log_met
 
 
 def records_from_columns(prompts: list, columns: dict[str, list]) -> list[Record]:
-    """Rebuild each row's record from the dataset columns TRL forwards as keyword arguments."""
+    """Rebuild each row's record from the dataset columns TRL forwards as keyword arguments: a
+    `record` column of JSON (what `training` writes, immune to Arrow's type inference) or the
+    record's own fields as columns."""
     n = len(prompts)
+    if "record" in columns:
+        return [{**json.loads(text), "prompt": prompts[i]} for i, text in enumerate(columns["record"])]
     rows = [{"prompt": prompts[i]} for i in range(n)]
     for key, values in columns.items():
         if key not in TRL_EXTRAS and isinstance(values, list) and len(values) == n:
