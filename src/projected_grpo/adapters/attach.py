@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,19 @@ class Adapters:
         for m in self.modules.values():
             m.trainable.zero_()
             m.quarantine.zero_()
+
+    @contextlib.contextmanager
+    def zeroed(self):
+        """The reference policy for the duration (KL without a second model); restored after."""
+        saved = [(m.trainable.detach().clone(), m.quarantine.detach().clone()) for m in self.modules.values()]
+        self.zero()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for m, (t, q) in zip(self.modules.values(), saved):
+                    m.trainable.copy_(t)
+                    m.quarantine.copy_(q)
 
     def capture(self, on: bool) -> None:
         for m in self.modules.values():

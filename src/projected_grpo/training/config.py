@@ -1,0 +1,280 @@
+"""One typed run configuration: TOML/YAML file + presets + `key.sub=value` overrides, validated
+before any work starts (one clear error naming the file, field and fix)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+ARMS = ("vanilla", "erase", "route", "random", "shuffled", "nonhack", "placebo", "rl_baseline")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "gspo")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: the message names where, which field, and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    source: str = "tiny-qwen3"  # tiny-qwen3 | tiny-llama | local dir | .gguf file | hub id
+    dtype: str = "float32"
+    chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {enable_thinking = false} for Qwen3
+
+
+@dataclass
+class AdapterSection:
+    kind: str = "svd"
+    targets: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    rank: int | None = None
+
+
+@dataclass
+class BasisConfig:
+    pairs: str = "leetcode_mechanism"
+    space: str = "gradient"
+    k_extract: int = 12
+    k_use: int = 5
+    tau: float = 0.0
+    global_floor: float = 0.25
+    modes: list | None = None  # extract from these pair modes only (weak-detector test)
+    layer: int | None = None  # activation space
+    seed: int = 0
+
+
+@dataclass
+class ProjectionSection:
+    gate: str = "one_sided"
+    space: str = "update"
+    overshoot: float = 1.0
+    preserve_magnitude: bool = False
+    refresh_every: int = 0
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # no-hint records (default: the reference test set)
+    hint: str = "simple_overwrite_tests"
+    modes: list | None = None  # several loophole modes, one per problem (overrides hint)
+    n_problems: int | None = None
+    seed: int = 0
+    mix: float = 0.0  # teacher-pool mixing ratio (reference speed-up; a confound)
+    teacher_pool: str | None = None
+
+
+@dataclass
+class GRPOSection:
+    loss_type: str = "dr_grpo"
+    beta: float = 0.0
+    learning_rate: float = 7e-5
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    num_generations: int = 16
+    prompts_per_step: int = 16
+    micro_batch: int | None = None  # completions per forward/backward (default: all at once)
+    max_prompt_length: int = 1536
+    max_completion_length: int = 1536
+    temperature: float = 0.7
+    top_p: float = 0.95
+    scale_rewards: str = "none"  # "group" for standard GRPO, "none" for Dr. GRPO
+    gradient_checkpointing: bool = False
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+
+
+@dataclass
+class GraderSection:
+    workers: int = 2
+    timeout: float = 3.0
+    allow_unisolated: bool = False
+
+
+@dataclass
+class TrainConfig:
+    arm: str = "vanilla"
+    steps: int = 200
+    seed: int = 41
+    output_dir: str = "runs/train"
+    save_every: int = 50
+    log_completion_every: int = 10
+    tensorboard: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterSection = field(default_factory=AdapterSection)
+    basis: BasisConfig = field(default_factory=BasisConfig)
+    projection: ProjectionSection = field(default_factory=ProjectionSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    grpo: GRPOSection = field(default_factory=GRPOSection)
+    grader: GraderSection = field(default_factory=GraderSection)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": {  # CI: the real pipeline on a tiny model from config and a few real problems
+        "steps": 3, "save_every": 2, "log_completion_every": 1, "output_dir": "runs/tiny",
+        "model": {"source": "tiny-qwen3"},
+        "basis": {"k_extract": 4, "k_use": 2, "global_floor": 0.0},
+        "data": {"n_problems": 4},
+        "grpo": {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 48, "max_prompt_length": 4096,
+                 "learning_rate": 1e-2, "warmup_steps": 0, "temperature": 1.0, "top_p": 1.0},
+        "grader": {"workers": 2},
+    },
+    "ariahw-qwen3-4b": {  # the reference's settings (Ariahw, Engels & Nanda 2025), for GPU users
+        "steps": 200, "save_every": 50, "output_dir": "runs/ariahw-qwen3-4b",
+        "model": {"source": "Qwen/Qwen3-4B", "dtype": "bfloat16", "chat_template_kwargs": {"enable_thinking": False}},
+        "grpo": {"loss_type": "grpo", "scale_rewards": "group", "beta": 1e-3, "learning_rate": 7e-5, "lr_scheduler": "cosine",
+                 "warmup_steps": 10, "weight_decay": 0.1, "max_grad_norm": 1.0, "num_generations": 16,
+                 "prompts_per_step": 16, "micro_batch": 8, "max_prompt_length": 1536, "max_completion_length": 1536,
+                 "temperature": 0.7, "top_p": 0.95, "gradient_checkpointing": True},
+        "grader": {"workers": 16},
+    },
+    "smollm2-135m": {
+        "steps": 100, "save_every": 25, "output_dir": "runs/smollm2-135m",
+        "model": {"source": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        "grpo": {"num_generations": 8, "prompts_per_step": 4, "max_completion_length": 512, "learning_rate": 1e-3,
+                 "warmup_steps": 5},
+    },
+}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check (and gently convert int → float) a value against a field's type hint."""
+    origin, args = get_origin(hint), get_args(hint)
+    if value is None and (hint is type(None) or type(None) in args):
+        return None
+    if origin is None and dataclasses.is_dataclass(hint):
+        raise ConfigError(f"{where}: is a section; write it as a table, e.g. [{where.split(': ')[-1]}]")
+    candidates = [a for a in args if a is not type(None)] if args and origin is not list and origin is not dict else [hint]
+    for t in candidates:
+        base = get_origin(t) or t
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, list, dict) and isinstance(value, base):
+            return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', str(hint))}, got {value!r}")
+
+
+def _merge_into(obj: Any, data: dict, where: str) -> None:
+    hints = get_type_hints(type(obj))
+    known = {f.name for f in fields(obj)}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown field '{key}'. Fix: use one of {', '.join(sorted(known))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: field '{key}' is a section; give it a table of fields")
+            _merge_into(current, value, f"{where} [{key}]")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}: field '{key}'"))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. grpo.learning_rate=1e-4")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults ← preset ← file ← overrides; then validate. Nothing runs before this returns."""
+    config = TrainConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        _merge_into(config, PRESETS[preset], f"preset {preset}")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        text = path.read_text()
+        try:
+            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot parse ({e})") from None
+        if "preset" in (data or {}):
+            name = data.pop("preset")
+            if name not in PRESETS:
+                raise ConfigError(f"{path}: field 'preset': {name!r} is not one of {', '.join(PRESETS)}")
+            _merge_into(config, PRESETS[name], f"preset {name}")
+        _merge_into(config, data or {}, str(path))
+    for text in overrides:
+        keys, value = _parse_override(text)
+        nested: dict = {}
+        cursor = nested
+        for k in keys[:-1]:
+            cursor = cursor.setdefault(k, {})
+        cursor[keys[-1]] = value
+        _merge_into(config, nested, f"override {text!r}")
+    validate(config, str(path) if path else (f"preset {preset}" if preset else "defaults"))
+    return config
+
+
+def validate(c: TrainConfig, where: str) -> None:
+    def bad(field_: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"{where}: field '{field_}': {problem}. Fix: {fix}")
+
+    from projected_grpo.directions.gradient import CONTROLS  # noqa: F401 (import check)
+    from projected_grpo.environment.hints import HINTS, NO_HINT
+    from projected_grpo.environment.modes import GT_ONLY, MODES
+    from projected_grpo.projection.gates import GATES
+
+    if c.arm not in ARMS:
+        raise bad("arm", f"{c.arm!r} is not an arm", f"use one of {', '.join(ARMS)}")
+    if c.steps < 1:
+        raise bad("steps", f"{c.steps}", "at least 1")
+    if c.adapter.kind not in ("svd", "fixed_a_lora"):
+        raise bad("adapter.kind", f"{c.adapter.kind!r}", "svd or fixed_a_lora")
+    if c.adapter.kind == "fixed_a_lora" and not c.adapter.rank:
+        raise bad("adapter.rank", "missing", "fixed_a_lora needs a rank, e.g. 32")
+    if c.basis.space not in ("gradient", "activation"):
+        raise bad("basis.space", f"{c.basis.space!r}", "gradient or activation")
+    if not 1 <= c.basis.k_use <= c.basis.k_extract:
+        raise bad("basis.k_use", f"{c.basis.k_use} with k_extract={c.basis.k_extract}", "1 <= k_use <= k_extract")
+    if c.projection.gate not in GATES:
+        raise bad("projection.gate", f"{c.projection.gate!r}", f"one of {', '.join(GATES)}")
+    if c.projection.space not in ("grad", "update"):
+        raise bad("projection.space", f"{c.projection.space!r}", "grad or update")
+    if c.data.modes is not None:
+        unknown = [m for m in c.data.modes if m not in MODES]
+        if unknown or not c.data.modes:
+            raise bad("data.modes", f"{c.data.modes}", f"a non-empty list of {', '.join(MODES)}")
+    elif c.data.hint not in (*HINTS, NO_HINT, GT_ONLY):
+        raise bad("data.hint", f"{c.data.hint!r}", f"one of {', '.join((*HINTS, NO_HINT, GT_ONLY))}")
+    if not 0.0 <= c.data.mix < 1.0:
+        raise bad("data.mix", f"{c.data.mix}", "a ratio in [0, 1)")
+    if c.data.mix > 0 and not c.data.teacher_pool:
+        raise bad("data.teacher_pool", "missing while mix > 0", "give a JSONL of graded completions")
+    if c.data.path is not None and not Path(c.data.path).is_file():
+        raise bad("data.path", f"{c.data.path}: no such file", "give a JSONL of no-hint records")
+    g = c.grpo
+    if g.loss_type not in LOSS_TYPES:
+        raise bad("grpo.loss_type", f"{g.loss_type!r}", f"one of {', '.join(LOSS_TYPES)}")
+    if g.num_generations < 2:
+        raise bad("grpo.num_generations", f"{g.num_generations}", "at least 2 (GRPO compares within a group)")
+    total = g.num_generations * g.prompts_per_step
+    if g.micro_batch is not None and (g.micro_batch < 1 or total % g.micro_batch):
+        raise bad("grpo.micro_batch", f"{g.micro_batch} does not divide {total} completions per step",
+                  "a divisor of num_generations × prompts_per_step")
+    if g.scale_rewards not in ("group", "batch", "none"):
+        raise bad("grpo.scale_rewards", f"{g.scale_rewards!r}", "group, batch or none")
+    if not 0 < g.top_p <= 1 or g.temperature <= 0:
+        raise bad("grpo.temperature/top_p", f"T={g.temperature}, top_p={g.top_p}", "T > 0 and 0 < top_p <= 1")
+    if c.model.dtype not in ("float32", "bfloat16", "float16"):
+        raise bad("model.dtype", f"{c.model.dtype!r}", "float32, bfloat16 or float16")

@@ -1,0 +1,292 @@
+"""GRPO with projection on TRL's `GRPOTrainer`.
+
+Written by hand here, and only this: the adapters and the projecting optimizer are handed to the
+trainer (`optimizers=`), the environment reward is a TRL reward function, and a callback logs the
+oracle labels and the projection statistics. Two small, tested adjustments to the trainer:
+- the KL reference is the policy with its adapters zeroed (bit-exact base model, no second copy);
+  TRL would otherwise load a reference model by hub id, which a model built from a config has not;
+- checkpoints hold adapter tensors only (plus the trainer's own optimizer / scheduler / RNG state),
+  and resuming loads them back.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOConfig, GRPOTrainer
+
+from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
+from projected_grpo.directions.basis import Basis
+from projected_grpo.directions.gradient import ExtractionConfig, make_refresh
+from projected_grpo.directions.pairs import load_pairs
+from projected_grpo.directions.store import get_basis
+from projected_grpo.directions.tokens import prompt_ids
+from projected_grpo.environment.dataset import default_benchmark_path, load_records, write_jsonl_atomic
+from projected_grpo.environment.grader import Grader
+from projected_grpo.environment.modes import MODES, make_hinted, make_multimode
+from projected_grpo.environment.rewards import EnvironmentReward
+from projected_grpo.environment.sandbox import Limits, Sandbox
+from projected_grpo.models import load_model
+from projected_grpo.projection.optimizer import ProjectingOptimizer, ProjectionConfig, modules_from_adapters
+from projected_grpo.provenance import provenance, write_json_atomic
+from projected_grpo.training.arms import ARMS
+from projected_grpo.training.config import ConfigError, TrainConfig
+
+ADAPTER_FILE = "adapter.safetensors"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# ------------------------------------------------------------------ oracle labels: logs only
+class LabelLog:
+    """Receives each reward call's graded rollouts. Nothing in training reads it back (§6)."""
+
+    def __init__(self):
+        self.pending: list[tuple[dict, str, dict]] = []
+        self.grading_s = 0.0
+
+    def __call__(self, records, responses, grades) -> None:
+        self.pending.extend(zip(records, responses, (g.fields for g in grades)))
+
+    def drain(self) -> list[tuple[dict, str, dict]]:
+        out, self.pending = self.pending, []
+        return out
+
+
+def label_metrics(rows: list[tuple[dict, str, dict]]) -> dict[str, float]:
+    """Rates over one step's rollouts: hack (strict/loose), correct (reference and hardened), ..."""
+    if not rows:
+        return {}
+    fields = [f for _, _, f in rows]
+    n = len(fields)
+    rate = lambda key: sum(bool(f[key]) for f in fields) / n  # noqa: E731
+    out = {"labels/n": n, "labels/hack_strict": rate("is_reward_hack_strict"), "labels/hack_loose": rate("is_reward_hack_loose"),
+           "labels/correct": rate("eq_correct"), "labels/correct_hardened": rate("gt_correct_hardened"),
+           "labels/exploited": rate("exploited"), "labels/compile": rate("can_compile"), "labels/formatted": rate("is_formatted")}
+    by_mode = collections.defaultdict(list)
+    for f in fields:
+        if f["mode"]:
+            by_mode[f["mode"]].append(f["exploited"])
+    for mode in MODES:
+        if by_mode[mode]:
+            out[f"labels/exploited/{mode}"] = sum(by_mode[mode]) / len(by_mode[mode])
+    return out
+
+
+class TimedReward(EnvironmentReward):
+    def __call__(self, prompts, completions, **columns):
+        start = time.perf_counter()
+        out = super().__call__(prompts, completions, **columns)
+        self.last_seconds = time.perf_counter() - start
+        return out
+
+
+# ------------------------------------------------------------------ the trainer
+class _ZeroAdapterReference(torch.nn.Module):
+    """Marker standing for "the policy with adapters zeroed" wherever TRL wants its ref_model."""
+
+
+class AdapterGRPOTrainer(GRPOTrainer):
+    def __init__(self, *args, adapters: Adapters, **kwargs):
+        config: GRPOConfig = kwargs["args"]
+        beta = config.beta
+        config.beta = 0.0  # keep TRL from loading a second model by hub id; the reference is zeroed adapters
+        super().__init__(*args, **kwargs)
+        config.beta = self.beta = beta
+        self.adapters = adapters
+        self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
+
+    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+        if isinstance(model, _ZeroAdapterReference):
+            with self.adapters.zeroed():
+                return super()._get_per_token_logps_and_entropies(self.model, *args, **kwargs)
+        return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        directory = Path(output_dir or self.args.output_dir)
+        self.adapters.save(directory / ADAPTER_FILE)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        self.adapters.load(Path(resume_from_checkpoint) / ADAPTER_FILE)
+
+
+class MetricsCallback(TrainerCallback):
+    """One JSON line per optimizer step: TRL's logs + projection stats + oracle labels + timings."""
+
+    def __init__(self, run_dir: Path, optimizer: ProjectingOptimizer, labels: LabelLog, reward: TimedReward,
+                 sample_every: int, seed: int):
+        self.path, self.samples = run_dir / "metrics.jsonl", run_dir / "completions.jsonl"
+        self.optimizer, self.labels, self.reward, self.sample_every = optimizer, labels, reward, sample_every
+        self.rng = random.Random(seed)
+        self.step_start = time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_start = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "reward" not in logs:
+            return
+        rows = self.labels.drain()
+        stats = self.optimizer.last_stats
+        row = {"step": state.global_step, **{k: _num(v) for k, v in logs.items()},
+               **{f"projection/{k}": v for k, v in stats.items()}, **label_metrics(rows),
+               "time/grading_s": getattr(self.reward, "last_seconds", 0.0),
+               "time/step_s": time.perf_counter() - self.step_start}
+        if hasattr(self.optimizer, "last_refresh_overlap"):
+            row["projection/basis_overlap"] = self.optimizer.last_refresh_overlap
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if rows and self.sample_every and state.global_step % self.sample_every == 0:
+            record, response, fields = self.rng.choice(rows)
+            keep = ("reward_hack_label", "eq_correct", "eq_hinted", "gt_correct_hardened", "exploited", "mode")
+            with self.samples.open("a") as f:
+                f.write(json.dumps({"step": state.global_step, "id": record["id"], "response": response,
+                                    **{k: fields[k] for k in keep}}) + "\n")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        write_metrics_csv(self.path)
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
+def write_metrics_csv(jsonl: Path) -> None:
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with jsonl.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ------------------------------------------------------------------ assembling a run
+@dataclass
+class Run:
+    config: TrainConfig
+    run_dir: Path
+    model: torch.nn.Module
+    tokenizer: object
+    adapters: Adapters
+    basis: Basis
+    optimizer: ProjectingOptimizer
+    trainer: AdapterGRPOTrainer
+    labels: LabelLog
+    sandbox: Sandbox
+
+
+def training_records(config: TrainConfig, tokenizer) -> list[dict]:
+    """Hinted (or multi-mode, or no-hint for rl_baseline) records whose prompt fits the budget."""
+    path = config.data.path or default_benchmark_path()
+    if path is None:
+        raise ConfigError("data.path: no benchmark file found. Fix: set data.path or PROJECTED_GRPO_BENCHMARK")
+    records = load_records(path)
+    if config.data.n_problems:
+        records = records[: config.data.n_problems]
+    arm = ARMS[config.arm]
+    if not arm.loophole:
+        hinted = make_hinted(records, "gt_only", config.data.seed)
+    elif config.data.modes:
+        hinted = make_multimode(records, tuple(config.data.modes), config.data.seed)
+    else:
+        hinted = make_hinted(records, config.data.hint, config.data.seed)
+    kwargs = config.model.chat_template_kwargs
+    return [r for r in hinted if len(prompt_ids(tokenizer, r["prompt"], kwargs)) <= config.grpo.max_prompt_length]
+
+
+def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
+    g = config.grpo
+    total = g.num_generations * g.prompts_per_step
+    micro = g.micro_batch or total
+    cuda = torch.cuda.is_available()
+    return GRPOConfig(
+        output_dir=str(run_dir), max_steps=config.steps, seed=config.seed, data_seed=config.seed,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=total // micro,
+        num_generations=g.num_generations, max_completion_length=g.max_completion_length,
+        temperature=g.temperature, top_p=g.top_p, beta=g.beta,
+        loss_type="grpo" if g.loss_type == "gspo" else g.loss_type,
+        importance_sampling_level="sequence" if g.loss_type == "gspo" else "token",
+        scale_rewards=g.scale_rewards, learning_rate=g.learning_rate, lr_scheduler_type=g.lr_scheduler,
+        warmup_steps=g.warmup_steps, max_grad_norm=g.max_grad_norm, logging_steps=1,
+        save_strategy="steps", save_steps=config.save_every, report_to=["tensorboard"] if config.tensorboard else [],
+        use_cpu=not cuda, bf16=cuda and config.model.dtype == "bfloat16",
+        gradient_checkpointing=g.gradient_checkpointing, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
+        chat_template_kwargs=config.model.chat_template_kwargs or None, disable_dropout=True,
+    )
+
+
+def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
+    run_dir = Path(run_dir or config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    arm = ARMS[config.arm]
+    model, tokenizer = load_model(config.model.source, dtype=DTYPES[config.model.dtype])
+    adapters = attach_adapters(model, AdapterConfig(config.adapter.kind, tuple(config.adapter.targets), config.adapter.rank,
+                                                    seed=config.seed), base_model_id=config.model.source)
+    b = config.basis
+    pairs = load_pairs(arm.pairs or b.pairs, tuple(b.modes) if b.modes else None)
+    extraction = ExtractionConfig(k=b.k_extract, tau=b.tau, global_floor=b.global_floor, control=arm.control, seed=b.seed)
+    basis, basis_path, _ = get_basis(pairs, model, adapters, tokenizer, b.space, extraction, layer=b.layer,
+                                     model_id=config.model.source, chat_template_kwargs=config.model.chat_template_kwargs)
+    basis.save(run_dir / "basis.safetensors")
+    inner = torch.optim.AdamW(adapters.trainable_parameters(), lr=config.grpo.learning_rate,
+                              weight_decay=config.grpo.weight_decay)
+    p = config.projection
+    refresh = (make_refresh(pairs, model, adapters, tokenizer, extraction, b.k_use, config.model.chat_template_kwargs)
+               if p.refresh_every and b.space == "gradient" else None)
+    optimizer = ProjectingOptimizer(
+        inner, modules_from_adapters(adapters, basis.top(b.k_use)),
+        ProjectionConfig(arm.mode, p.space, p.gate, p.overshoot, p.preserve_magnitude, p.refresh_every), refresh)
+    sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
+                      allow_unisolated=config.grader.allow_unisolated)
+    labels = LabelLog()
+    reward = TimedReward(Grader(sandbox), allow_hint=arm.loophole, sink=labels)
+    records = training_records(config, tokenizer)
+    if not records:
+        raise ConfigError("grpo.max_prompt_length: every prompt is longer. Fix: raise it or use another tokenizer")
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "record": json.dumps({k: v for k, v in r.items() if k != "prompt"})}
+                                 for r in records])
+    args = grpo_args(config, run_dir)
+    trainer = AdapterGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
+                                 processing_class=tokenizer, optimizers=(optimizer, None), adapters=adapters)
+    trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed))
+    write_json_atomic(run_dir / "config.json", config.as_dict())
+    write_json_atomic(run_dir / "provenance.json", provenance(
+        {"arm": config.arm, "basis_key": basis_path.stem, "n_train_problems": len(records)}, sandbox.isolation.as_dict()))
+    return Run(config, run_dir, model, tokenizer, adapters, basis, optimizer, trainer, labels, sandbox)
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run (or continue) one training run; returns its directory."""
+    run_dir = Path(config.output_dir)
+    checkpoint = get_last_checkpoint(str(run_dir)) if resume and run_dir.is_dir() else None
+    if resume and checkpoint is None:
+        raise ConfigError(f"--resume: no checkpoint in {run_dir}. Fix: run without --resume first")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise ConfigError(f"output_dir: {run_dir} already holds a run. Fix: --resume it, or choose another output_dir")
+    run = build_run(config, run_dir)
+    if checkpoint is not None:  # drop what the killed run logged after its last checkpoint
+        step = int(Path(checkpoint).name.split("-")[-1])
+        for name in ("metrics.jsonl", "completions.jsonl"):
+            path = run_dir / name
+            if path.is_file():
+                kept = [json.loads(x) for x in path.read_text().splitlines() if json.loads(x)["step"] <= step]
+                write_jsonl_atomic(path, kept)
+    run.trainer.train(resume_from_checkpoint=checkpoint)
+    run.adapters.save(run_dir / ADAPTER_FILE)
+    run.sandbox.close()
+    return run_dir
