@@ -85,8 +85,8 @@ def _attacks(ctx: dict) -> dict[str, str]:
             open("/usr/pgrpo_escape", "w").write("x")
             _escaped = True"""),
         "write into the project": f"open('{repo}/pgrpo_escape_repo', 'w').write('x')\n",
-        "fill the disk": "import os\nfor i in range(10**6):\n    open(f'f{i}', 'w').write('x' * 10**6)\n",
-        "one huge file": "f = open('big', 'w')\nwhile True:\n    f.write('x' * 10**7)\n",
+        "fill the disk": "import os\nfor i in range(10**6):\n    open(f'pgrpo_escape_f{i}', 'w').write('x' * 10**6)\n",
+        "one huge file": "f = open('pgrpo_escape_big', 'w')\nwhile True:\n    f.write('x' * 10**7)\n",
         # --- environment and other processes ---------------------------------------------
         "read the parent's environment": _escaped_if(f"""
             import os
@@ -218,10 +218,12 @@ def host(tmp_path_factory, benchmark):
 
 
 def _snapshot(paths: list[Path]) -> set[str]:
+    """Entries of the watched host directories that an attack would have written (all its file
+    names carry `pgrpo_escape`, or are the secret-write target); other processes may write there."""
     out = set()
     for p in paths:
         if p.is_dir():
-            out |= {str(c) for c in p.iterdir()}
+            out |= {str(c) for c in p.iterdir() if "pgrpo_escape" in c.name or c.name == "escaped.txt"}
     return out
 
 

@@ -351,6 +351,29 @@ def _plot_spectra(basis, png: Path) -> None:
     plt.close(fig)
 
 
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML or YAML run config (may name a `preset`).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="tiny | ariahw-qwen3-4b | smollm2-135m (applied before the file).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. --set arm=erase --set grpo.beta=0.001.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in output_dir from its last checkpoint.")] = False,
+) -> None:
+    """GRPO with projection on TRL: one arm, one seed. Writes metrics.jsonl/.csv, completions.jsonl, checkpoints."""
+    from projected_grpo.training.config import ConfigError, load_config
+    from projected_grpo.training.run import train as run_training
+
+    try:
+        cfg = load_config(config, preset, set_ or [])
+    except ConfigError as e:
+        _fail(str(e))
+    console.print(f"arm={cfg.arm} model={cfg.model.source} steps={cfg.steps} seed={cfg.seed} → {cfg.output_dir}")
+    try:
+        run_dir = run_training(cfg, resume=resume)
+    except ConfigError as e:
+        _fail(str(e))
+    console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
+
+
 def _mode_of(values) -> str:
     counts = collections.Counter(values)
     (top, n), total = counts.most_common(1)[0], sum(counts.values())

@@ -1,0 +1,141 @@
+"""Training on TRL's GRPOTrainer: config errors, every arm on the tiny model, checkpoints, resume."""
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
+from projected_grpo.cli import app
+from projected_grpo.training.arms import ARMS
+from projected_grpo.training.config import PRESETS, ConfigError, load_config
+from projected_grpo.training.run import build_run, train
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_presets_load_and_overrides_win(tmp_path):
+    for name in PRESETS:
+        load_config(preset=name)
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "tiny"\narm = "route"\n[grpo]\nbeta = 0.001\n')
+    c = load_config(path, overrides=["grpo.beta=0.01", "projection.space=grad", "seed=7"])
+    assert (c.arm, c.grpo.beta, c.projection.space, c.seed, c.steps) == ("route", 0.01, "grad", 7, 3)
+    yml = tmp_path / "run.yaml"
+    yml.write_text("arm: erase\ngrpo:\n  num_generations: 4\n  prompts_per_step: 2\n  micro_batch: 4\n")
+    assert load_config(yml).grpo.micro_batch == 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ('arm = "delete"', "field 'arm': 'delete' is not an arm"),
+    ('[grpo]\nlearning_rat = 1e-4', "unknown field 'learning_rat'"),
+    ('[grpo]\nnum_generations = "many"', "field 'num_generations': expected int"),
+    ('[grpo]\nnum_generations = 4\nprompts_per_step = 2\nmicro_batch = 3', "micro_batch"),
+    ('[basis]\nk_use = 20', "k_use"),
+    ('[data]\nmodes = ["run_tests", "telepathy"]', "data.modes"),
+    ('[data]\nmix = 0.3', "data.mix"),
+    ('grpo = 3', "is a section"),
+    ('[adapter]\nkind = "fixed_a_lora"', "adapter.rank"),
+])
+def test_invalid_config_is_one_clear_error_before_any_work(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_cli_reports_config_errors_and_bad_overrides(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--set", "grpo.temperature=0"])
+    assert result.exit_code == 2 and "temperature" in result.output
+    result = CliRunner().invoke(app, ["train", "--preset", "nope"])
+    assert result.exit_code == 2 and "preset 'nope'" in result.output
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, benchmark):
+    import os
+
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["PROJECTED_GRPO_CACHE"] = str(path)
+    yield path
+    os.environ.pop("PROJECTED_GRPO_CACHE")
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_every_arm_trains_logs_and_checkpoints(tmp_path, cache, arm):
+    config = load_config(preset="tiny", overrides=[f'arm="{arm}"', f'output_dir="{tmp_path / arm}"', "steps=2"])
+    run_dir = train(config)
+    rows = _rows(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"projection/cin", "projection/leak", "labels/hack_strict", "labels/correct", "reward", "time/grading_s"} <= set(r)
+        assert r["labels/n"] == 8
+    assert sorted(p.name for p in (run_dir / "checkpoint-2").iterdir()) == [
+        "adapter.safetensors", "optimizer.pt", "rng_state.pth", "scheduler.pt", "trainer_state.json"]
+    meta = json.loads((run_dir / "provenance.json").read_text())
+    assert meta["isolation"]["level"] == "bwrap" and meta["config"]["arm"] == arm
+    prompts = [json.loads(line) for line in (run_dir / "completions.jsonl").read_text().splitlines()]
+    assert prompts and all(("mode" in p) for p in prompts)
+    if arm == "rl_baseline":
+        assert all(p["mode"] is None for p in prompts)  # no loophole in its prompts
+    else:
+        assert all(p["mode"] == "run_tests" for p in prompts)
+    if ARMS[arm].mode != "measure":
+        assert max(r["projection/leak"] for r in rows) <= 1e-6
+
+
+def test_kl_reference_is_the_policy_with_adapters_zeroed(tmp_path, cache):
+    config = load_config(preset="tiny", overrides=[f'output_dir="{tmp_path}"', "grpo.beta=0.01", "steps=1"])
+    run = build_run(config, tmp_path)
+    ids = torch.randint(0, 259, (1, 12))
+    with torch.no_grad():
+        for _, m in run.adapters:
+            m.trainable.normal_()
+        policy = run.model(ids).logits
+        with run.adapters.zeroed():
+            reference = run.model(ids).logits
+        assert not torch.equal(policy, reference)
+        assert torch.equal(run.model(ids).logits, policy)  # restored exactly
+        run.adapters.zero()
+        assert torch.equal(run.model(ids).logits, reference)
+    run.trainer.train()
+    assert "kl" in _rows(tmp_path)[0]
+    run.sandbox.close()
+
+
+class _Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            control.should_training_stop = True
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache):
+    """Killed mid-epoch (8 problems, 2 per step). Known gap: a kill exactly at an epoch boundary
+    resumes with a different generation RNG stream (the Trainer's epoch-start RNG restore)."""
+    overrides = ['arm="erase"', "steps=4", "save_every=2", "data.n_problems=8"]
+    full = train(load_config(preset="tiny", overrides=overrides + [f'output_dir="{tmp_path / "full"}"']))
+    killed_dir = tmp_path / "killed"
+    config = load_config(preset="tiny", overrides=overrides + [f'output_dir="{killed_dir}"'])
+    run = build_run(config, killed_dir)
+    run.trainer.add_callback(_Kill())
+    run.trainer.train()
+    run.sandbox.close()
+    assert [r["step"] for r in _rows(killed_dir)] == [1, 2]
+    with open(killed_dir / "metrics.jsonl", "a") as f:  # a step logged after the last checkpoint is dropped
+        f.write(json.dumps({"step": 3, "reward": 99.0}) + "\n")
+    train(config, resume=True)
+    a, b = _rows(full), _rows(killed_dir)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    volatile = ("time/", "step_time", "train_runtime")
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if not k.startswith(volatile)} == \
+               {k: v for k, v in rb.items() if not k.startswith(volatile)}
+
+
+def test_refusing_to_overwrite_and_resume_without_checkpoint(tmp_path, cache):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(load_config(preset="tiny", overrides=[f'output_dir="{tmp_path}"']), resume=True)
