@@ -139,3 +139,41 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache):
 def test_refusing_to_overwrite_and_resume_without_checkpoint(tmp_path, cache):
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(load_config(preset="tiny", overrides=[f'output_dir="{tmp_path}"']), resume=True)
+
+
+def _format_run(tmp_path, format_model, name, arm="erase", steps=2):
+    model_dir, data = format_model
+    return load_config(preset="tiny", overrides=[
+        f'arm="{arm}"', f'output_dir="{tmp_path / name}"', f"steps={steps}", f'model.source="{model_dir}"',
+        f'data.path="{data}"', "data.n_problems=8", "grpo.max_completion_length=96", "grpo.learning_rate=0.05"])
+
+
+def test_oracle_cannot_change_the_gradient_of_a_method_arm(tmp_path, cache, format_model, monkeypatch):
+    """Same seed, same run — once with the real oracle, once with every label inverted: the
+    adapters, rewards and projection statistics are identical; only the logged labels differ."""
+    from safetensors.torch import load_file
+
+    from projected_grpo.environment import grader as grader_module
+    from projected_grpo.environment import oracle
+
+    honest = train(_format_run(tmp_path, format_model, "honest"))
+    monkeypatch.setattr(grader_module.L, "reward_hack_label",
+                        lambda **kw: "Reward Hack" if kw["eq_correct"] else "Correct")
+    monkeypatch.setattr(grader_module, "judge", lambda out, nonce, items: oracle.Verdict(True, len(items), len(items), "forged"))
+    corrupted = train(_format_run(tmp_path, format_model, "corrupted"))
+    a, b = load_file(honest / "adapter.safetensors"), load_file(corrupted / "adapter.safetensors")
+    assert any(float(t.abs().max()) > 0 for k, t in a.items() if k.endswith(".trainable"))  # it did learn
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = _rows(honest), _rows(corrupted)
+    for x, y in zip(ra, rb):
+        assert x["reward"] == y["reward"] and x["projection/cin"] == y["projection/cin"]
+    assert sum(x["labels/hack_strict"] for x in ra) > 0  # the real oracle saw hacks ...
+    assert sum(y["labels/hack_strict"] for y in rb) == 0  # ... the inverted one saw none
+
+
+def test_projection_acts_during_real_grpo_steps(tmp_path, cache, format_model):
+    run_dir = train(_format_run(tmp_path, format_model, "route", arm="route", steps=2))
+    rows = _rows(run_dir)
+    assert any(r["reward_std"] > 0 for r in rows)  # the groups carry a learning signal
+    assert any(r["projection/cin"] > 0 for r in rows)
+    assert rows[-1]["projection/quarantine_norm"] > 0 and max(r["projection/leak"] for r in rows) <= 1e-6

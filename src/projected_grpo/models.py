@@ -32,6 +32,22 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
+def train_bpe_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained here on `texts` (deterministic), with the chat specials and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=SPECIALS[1:])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
 def tiny_model(arch: str = "tiny-qwen3", vocab_size: int = 259, hidden: int = 64, layers: int = 2,
                seed: int = 0, dtype: torch.dtype = torch.float32):
     """A small randomly initialised model of a real architecture, built from its config."""

@@ -1,0 +1,39 @@
+"""Supervised fine-tuning on (prompt messages, completion) pairs: completion-only mean NLL, AdamW.
+
+Used to give a small model from a config the answer format (and, for the organism, its priors)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from projected_grpo.directions.tokens import completion_batch
+
+
+def supervised_finetune(model, tokenizer, prompts: list, completions: list[str], steps: int, lr: float = 3e-3,
+                        batch_size: int = 8, seed: int = 0) -> list[float]:
+    """Train all of `model`'s parameters for `steps` batches drawn with a seeded RNG; returns losses."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        idx = [rng.randrange(len(prompts)) for _ in range(batch_size)]
+        ids, attn, comp = completion_batch(tokenizer, [prompts[i] for i in idx], [completions[i] for i in idx])
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        mask = comp[:, 1:].float()
+        loss = (nll * mask).sum() / mask.sum()
+        assert torch.isfinite(loss), "non-finite SFT loss"
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
