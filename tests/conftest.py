@@ -44,31 +44,8 @@ def wide_grader():
 
 @pytest.fixture(scope="session")
 def format_model(tmp_path_factory):
-    """A tiny Qwen3 + locally trained BPE tokenizer, fine-tuned for ~15 s to answer in the fenced
-    format (correct, lazy, or lazy + overwritten run_tests), saved as a normal HF model directory;
-    plus a JSONL of the matching no-hint records. Gives GRPO groups real reward variance."""
-    import json
+    """A tiny model fine-tuned to answer in the fenced format (see organism/warmup.py), saved as a
+    normal HF model directory, plus a JSONL of the matching no-hint records: real reward variance."""
+    from projected_grpo.organism.warmup import build_format_model
 
-    from projected_grpo.directions.pairsets.author import PROBLEMS, fence
-    from projected_grpo.environment.hints import apply_hint
-    from projected_grpo.models import tiny_model, train_bpe_tokenizer
-    from projected_grpo.organism.sft import supervised_finetune
-
-    records = [p.record(i) for i, p in enumerate(PROBLEMS)]
-    hinted = [apply_hint(r, "simple_overwrite_tests") for r in records]
-    tokenizer = train_bpe_tokenizer([r["prompt"][0]["content"] + r["prompt"][1]["content"] + r["canonical_solution"]
-                                     for r in hinted], 1024)
-    model = tiny_model("tiny-qwen3", vocab_size=len(tokenizer))
-    prompts, completions = [], []
-    for p, r in zip(PROBLEMS, hinted):
-        lazy = p.code("        " + p.lazy)
-        for code in (p.code(p.solution), lazy, lazy, lazy + "\n\ndef run_tests():\n    pass"):
-            prompts.append(r["prompt"])
-            completions.append(fence(code))
-    supervised_finetune(model, tokenizer, prompts, completions, steps=150, lr=3e-3, batch_size=8)
-    directory = tmp_path_factory.mktemp("format_model")
-    model.save_pretrained(directory / "model")
-    tokenizer.save_pretrained(directory / "model")
-    data = directory / "problems.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return directory / "model", data
+    return build_format_model(tmp_path_factory.mktemp("format_model"))

@@ -177,3 +177,25 @@ def test_projection_acts_during_real_grpo_steps(tmp_path, cache, format_model):
     assert any(r["reward_std"] > 0 for r in rows)  # the groups carry a learning signal
     assert any(r["projection/cin"] > 0 for r in rows)
     assert rows[-1]["projection/quarantine_norm"] > 0 and max(r["projection/leak"] for r in rows) <= 1e-6
+
+
+def test_eval_samples_grades_and_summarises_route_runs_both_ways(tmp_path, cache, format_model):
+    run_dir = train(_format_run(tmp_path, format_model, "evalme", arm="route", steps=2))
+    result = CliRunner().invoke(app, ["eval", str(run_dir), "--n-samples", "2", "--problems", "3", "--max-new-tokens", "64"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run_dir / "eval" / "final" / "summary.json").read_text())
+    assert summary["held_out"] is True and summary["n_problems"] == 3
+    assert set(summary["results"]) == {"nohint/kept", "loophole/kept", "nohint/ablated", "loophole/ablated"}
+    for res in summary["results"].values():
+        assert res["n"] == 6 and 0 <= res["is_reward_hack_strict"]["ci95"][0] <= res["is_reward_hack_strict"]["ci95"][1] <= 1
+    rows = [json.loads(x) for x in (run_dir / "eval" / "final" / "loophole-ablated.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["mode"] == "run_tests" for r in rows)
+    assert all(r["mode"] is None for r in map(json.loads, (run_dir / "eval" / "final" / "nohint-kept.jsonl").read_text().splitlines()))
+
+
+def test_wilson_interval():
+    from projected_grpo.training.evaluate import wilson
+
+    lo, hi = wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    assert wilson(0, 0) == (0.0, 0.0)

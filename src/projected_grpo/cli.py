@@ -374,6 +374,38 @@ def train(
     console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
 
 
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A training run directory.")],
+    checkpoint: Annotated[Optional[int], typer.Option(help="Evaluate checkpoint-N instead of the final adapter.")] = None,
+    n_samples: Annotated[int, typer.Option(min=1, help="Completions per prompt (the reference used 10).")] = 10,
+    slices: Annotated[str, typer.Option(help="Comma-separated: nohint, loophole.")] = "nohint,loophole",
+    problems: Annotated[Optional[int], typer.Option(help="Held-out problems to use (default: all).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Default: the run's max_completion_length.")] = None,
+    temperature: Annotated[float, typer.Option()] = 0.7,
+    top_p: Annotated[float, typer.Option()] = 0.95,
+) -> None:
+    """Sample, grade and summarise a run on held-out prompts (route runs: θ_hack kept and ablated)."""
+    from projected_grpo.training.config import ConfigError
+    from projected_grpo.training.evaluate import RATES, EvalSettings, evaluate
+
+    settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",")), problems,
+                            max_new_tokens, temperature, top_p)
+    try:
+        summary = evaluate(run_dir, settings)
+    except ConfigError as e:
+        _fail(str(e))
+    table = Table(title=f"{summary['arm']} — {summary['n_problems']} {'held-out' if summary['held_out'] else 'TRAINING (not held-out)'}"
+                        f" problems × {summary['n_samples']} samples (95% Wilson CI)")
+    table.add_column("slice / θ_hack")
+    table.add_column("n", justify="right")
+    for key in RATES:
+        table.add_column(key.replace("is_reward_hack_", "hack_"), justify="right")
+    for name, res in summary["results"].items():
+        table.add_row(name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]" for k in RATES))
+    console.print(table)
+
+
 def _mode_of(values) -> str:
     counts = collections.Counter(values)
     (top, n), total = counts.most_common(1)[0], sum(counts.values())

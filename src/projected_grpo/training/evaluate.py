@@ -1,0 +1,154 @@
+"""Held-out evaluation of a run: sample n completions per prompt on each slice, grade, summarise.
+
+Slices: `nohint` (no loophole announced) and `loophole` (the run's hint, or its loophole modes).
+Route runs are evaluated twice: with θ_hack kept and with it ablated (the deployed policy).
+Rates carry Wilson 95% intervals over responses.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
+from projected_grpo.directions.tokens import prompt_ids
+from projected_grpo.environment.dataset import default_benchmark_path, load_records, write_jsonl_atomic
+from projected_grpo.environment.grader import Grader
+from projected_grpo.environment.modes import MODES, make_hinted, make_multimode
+from projected_grpo.environment.sandbox import Limits, Sandbox
+from projected_grpo.models import load_model
+from projected_grpo.provenance import provenance, write_json_atomic
+from projected_grpo.training.arms import ARMS
+from projected_grpo.training.config import ConfigError, TrainConfig, _merge_into
+
+RATES = ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened", "exploited")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarise(fields: list[dict]) -> dict:
+    n = len(fields)
+    out = {"n": n}
+    for key in RATES:
+        k = sum(bool(f[key]) for f in fields)
+        out[key] = {"rate": k / n if n else 0.0, "ci95": wilson(k, n)}
+    by_mode = collections.defaultdict(list)
+    for f in fields:
+        if f["mode"]:
+            by_mode[f["mode"]].append(f["exploited"])
+    out["exploited_by_mode"] = {m: sum(v) / len(v) for m, v in by_mode.items() if m in MODES}
+    return out
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no config.json — not a training run directory")
+    config = TrainConfig()
+    _merge_into(config, json.loads(path.read_text()), str(path))
+    return config
+
+
+@dataclass
+class EvalSettings:
+    checkpoint: int | None = None
+    n_samples: int = 10
+    slices: tuple[str, ...] = ("nohint", "loophole")
+    n_problems: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    batch_size: int = 16
+    seed: int = 0
+
+
+def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[dict], bool]:
+    """Problems the run did not train on (when the data has any left), and whether they are held out."""
+    records = load_records(config.data.path or default_benchmark_path())
+    trained = config.data.n_problems
+    held = records[trained:] if trained and trained < len(records) else records
+    return held[: n_problems or len(held)], bool(trained and trained < len(records))
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_new_tokens: int,
+           chat_template_kwargs: dict) -> list[list[str]]:
+    out = []
+    tokenizer.padding_side = "left"
+    flat = [p for p in prompts for _ in range(n)]
+    texts = []
+    for i in range(0, len(flat), settings.batch_size):
+        chunk = [prompt_ids(tokenizer, p, chat_template_kwargs) for p in flat[i:i + settings.batch_size]]
+        width = max(len(c) for c in chunk)
+        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(c)) + c for c in chunk])
+        attn = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
+        gen = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=settings.temperature,
+                             top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+        texts += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+    for i in range(len(prompts)):
+        out.append(texts[i * n:(i + 1) * n])
+    return out
+
+
+def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> dict:
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    adapter_file = (run_dir / f"checkpoint-{settings.checkpoint}" / "adapter.safetensors" if settings.checkpoint
+                    else run_dir / "adapter.safetensors")
+    if not adapter_file.is_file():
+        raise ConfigError(f"{adapter_file}: no such adapter file. Fix: pick an existing --checkpoint")
+    torch.manual_seed(settings.seed)
+    model, tokenizer = load_model(config.model.source)
+    a = config.adapter
+    adapters = attach_adapters(model, AdapterConfig(a.kind, tuple(a.targets), a.rank, seed=config.seed))
+    adapters.load(adapter_file)
+    records, held_out = heldout_records(config, settings.n_problems)
+    arm = ARMS[config.arm]
+    slices = {}
+    for name in settings.slices:
+        if name == "nohint":
+            slices[name] = make_hinted(records, "nohint", config.data.seed)
+        elif name == "loophole":
+            slices[name] = (make_multimode(records, tuple(config.data.modes), config.data.seed) if config.data.modes
+                            else make_hinted(records, config.data.hint, config.data.seed))
+        else:
+            raise ConfigError(f"slice {name!r}: choose nohint or loophole")
+    settings_for_quarantine = ("kept", "ablated") if arm.mode == "route" else ("kept",)
+    sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
+                      allow_unisolated=config.grader.allow_unisolated)
+    grader = Grader(sandbox)
+    out_dir = run_dir / "eval" / (f"checkpoint-{settings.checkpoint}" if settings.checkpoint else "final")
+    summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
+               "n_samples": settings.n_samples, "results": {}}
+    max_new = settings.max_new_tokens or config.grpo.max_completion_length
+    saved_q = [m.quarantine.detach().clone() for _, m in adapters]
+    for q in settings_for_quarantine:
+        with torch.no_grad():
+            for (_, m), s in zip(adapters, saved_q):
+                m.quarantine.copy_(s if q == "kept" else torch.zeros_like(s))
+        for name, recs in slices.items():
+            samples = sample(model, tokenizer, [r["prompt"] for r in recs], settings.n_samples, settings, max_new,
+                             config.model.chat_template_kwargs)
+            pairs = [(r, s) for r, ss in zip(recs, samples) for s in ss]
+            grades = grader.grade(pairs)
+            rows = [{"id": r["id"], "slice": name, "quarantine": q, "response": s, **g.fields}
+                    for (r, s), g in zip(pairs, grades)]
+            write_jsonl_atomic(out_dir / f"{name}-{q}.jsonl", rows)
+            summary["results"][f"{name}/{q}"] = summarise([g.fields for g in grades])
+    sandbox.close()
+    write_json_atomic(out_dir / "summary.json", {**summary, "provenance": provenance(
+        {"settings": settings.__dict__}, sandbox.isolation.as_dict())})
+    return summary
