@@ -199,3 +199,13 @@ def test_wilson_interval():
     lo, hi = wilson(5, 10)
     assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
     assert wilson(0, 0) == (0.0, 0.0)
+
+
+def test_fast_dev_run_end_to_end(tmp_path, cache, benchmark):
+    from projected_grpo.training.fast_dev_run import fast_dev_run
+
+    report = fast_dev_run(tmp_path / "fdr", problems=4, log=lambda *a: None)
+    assert report["ok"] and report["resume_matches"] and report["projection_held"]
+    assert set(report["arms"]) == set(ARMS)
+    assert all(a["checkpoints"] == ["checkpoint-1", "checkpoint-2"] for a in report["arms"].values())
+    assert set(report["eval"]) == {"nohint/kept", "loophole/kept", "nohint/ablated", "loophole/ablated"}

@@ -406,6 +406,24 @@ def eval_(
     console.print(table)
 
 
+@app.command("fast-dev-run")
+def fast_dev_run_cmd(
+    out: Annotated[Path, typer.Option(help="Output directory (replaced).")] = Path("runs/fast-dev-run"),
+    problems: Annotated[int, typer.Option(min=2, help="Real problems to train on.")] = 4,
+) -> None:
+    """The real pipeline end to end on tiny inputs: warm-up model, extraction, every arm, checkpoint, resume, eval."""
+    import shutil
+
+    from projected_grpo.training.fast_dev_run import fast_dev_run
+
+    shutil.rmtree(out, ignore_errors=True)
+    report = fast_dev_run(out, problems, log=console.print)
+    console.print(f"total {report['timings_s']['total']:.0f}s — " + ("[green]ok[/]" if report["ok"] else "[red]FAILED[/]")
+                  + f"; report: {out / 'fast_dev_run.json'}")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 def _mode_of(values) -> str:
     counts = collections.Counter(values)
     (top, n), total = counts.most_common(1)[0], sum(counts.values())

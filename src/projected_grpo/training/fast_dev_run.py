@@ -1,0 +1,89 @@
+"""`projected-grpo fast-dev-run`: the real pipeline end to end on tiny inputs, in a few minutes.
+
+A format-following tiny model (organism/warmup.py) → basis extraction (real and every control)
+→ every arm for two GRPO steps on real problems → adapter checkpoints → a killed run resumed and
+compared with an uninterrupted one → held-out evaluation of the route run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from projected_grpo.environment.dataset import default_benchmark_path
+from projected_grpo.organism.warmup import build_format_model
+from projected_grpo.training.arms import ARMS
+from projected_grpo.training.config import load_config
+from projected_grpo.training.evaluate import EvalSettings, evaluate
+from projected_grpo.training.run import build_run, train
+
+VOLATILE = ("time/", "step_time", "train_runtime")
+
+
+class StopAt(TrainerCallback):
+    """Stops training after `step` (a stand-in for a killed job; the checkpoint is already written)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _stable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith(VOLATILE)}
+
+
+def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, log=print) -> dict:
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    model_dir, authored = build_format_model(out_dir / "warmup")
+    timings["warm-up model"] = time.perf_counter() - start
+    data = default_benchmark_path() or authored
+    base = [f'model.source="{model_dir}"', f'data.path="{data}"', f"data.n_problems={problems}", f"steps={steps}",
+            "save_every=1", "grpo.max_completion_length=96", "grpo.learning_rate=0.05"]
+
+    def config(name: str, arm: str, extra=()):
+        return load_config(preset="tiny", overrides=[*base, f'arm="{arm}"', f'output_dir="{out_dir / name}"', *extra])
+
+    arms = {}
+    for arm in ARMS:
+        t = time.perf_counter()
+        run_dir = train(config(arm, arm))
+        rows = _rows(run_dir)
+        arms[arm] = {"reward": rows[-1]["reward"], "hack_strict": rows[-1].get("labels/hack_strict"),
+                     "cin": rows[-1]["projection/cin"], "leak": max(r["projection/leak"] for r in rows),
+                     "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*"))}
+        timings[f"arm {arm}"] = time.perf_counter() - t
+        log(f"  {arm:12s} reward {arms[arm]['reward']:.2f}  hack {arms[arm]['hack_strict']:.2f}  "
+            f"cin {arms[arm]['cin']:.3f}  leak {arms[arm]['leak']:.1e}  ({timings[f'arm {arm}']:.0f}s)")
+    t = time.perf_counter()
+    killed = config("resumed", "erase")
+    run = build_run(killed, out_dir / "resumed")
+    run.trainer.add_callback(StopAt(1))
+    run.trainer.train()
+    run.sandbox.close()
+    train(killed, resume=True)
+    resumed_ok = [_stable(r) for r in _rows(out_dir / "resumed")] == [_stable(r) for r in _rows(out_dir / "erase")]
+    timings["kill + resume"] = time.perf_counter() - t
+    log(f"  resume after a kill matches the uninterrupted run: {resumed_ok}")
+    t = time.perf_counter()
+    summary = evaluate(out_dir / "route", EvalSettings(n_samples=2, n_problems=2, max_new_tokens=64))
+    timings["eval"] = time.perf_counter() - t
+    log("  eval (route): " + ", ".join(f"{k}: hack {v['is_reward_hack_strict']['rate']:.2f} correct "
+                                       f"{v['eq_correct']['rate']:.2f}" for k, v in summary["results"].items()))
+    timings["total"] = time.perf_counter() - start
+    projection_held = all(a["leak"] <= 1e-6 for name, a in arms.items() if ARMS[name].mode != "measure")
+    report = {"arms": arms, "resume_matches": resumed_ok, "projection_held": projection_held,
+              "eval": summary["results"], "timings_s": timings, "ok": resumed_ok and projection_held}
+    (out_dir / "fast_dev_run.json").write_text(json.dumps(report, indent=2))
+    return report
