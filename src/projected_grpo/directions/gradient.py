@@ -24,7 +24,7 @@ from torch import Tensor
 from projected_grpo.adapters.attach import Adapters
 from projected_grpo.directions.basis import Basis, random_basis
 from projected_grpo.directions.pairs import Pair, pairset_hash
-from projected_grpo.directions.tokens import completion_batch
+from projected_grpo.directions.tokens import completion_batch, completion_nll
 
 CONTROLS = ("none", "random", "shuffled", "nonhack")
 
@@ -76,10 +76,7 @@ def per_completion_grads(
                                                chat_template_kwargs)
             device = next(model.parameters()).device
             ids, attn, comp = ids.to(device), attn.to(device), comp.to(device)
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-            target, mask = ids[:, 1:], comp[:, 1:].float()
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-            per_sample = (nll * mask).sum(1) / mask.sum(1)
+            per_sample = completion_nll(model, ids, attn, comp)
             assert torch.isfinite(per_sample).all(), "non-finite completion NLL during extraction"
             per_sample.sum().backward()
             for name, m in adapters:

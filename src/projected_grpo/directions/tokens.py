@@ -31,3 +31,11 @@ def completion_batch(
     attn = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
     comp = torch.tensor([m + [False] * (width - len(m)) for m in masks])
     return ids, attn, comp
+
+
+def completion_nll(model, ids: Int[Tensor, "b s"], attn: Int[Tensor, "b s"], comp: Bool[Tensor, "b s"]) -> Tensor:
+    """Per-sample mean NLL over completion tokens only (prompt and padding masked), shape (b,)."""
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    mask = comp[:, 1:].float()
+    return (nll * mask).sum(1) / mask.sum(1)

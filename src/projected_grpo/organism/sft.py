@@ -8,7 +8,7 @@ import random
 
 import torch
 
-from projected_grpo.directions.tokens import completion_batch
+from projected_grpo.directions.tokens import completion_batch, completion_nll
 
 
 def supervised_finetune(model, tokenizer, prompts: list, completions: list[str], steps: int, lr: float = 3e-3,
@@ -25,10 +25,7 @@ def supervised_finetune(model, tokenizer, prompts: list, completions: list[str],
     for _ in range(steps):
         idx = [rng.randrange(len(prompts)) for _ in range(batch_size)]
         ids, attn, comp = completion_batch(tokenizer, [prompts[i] for i in idx], [completions[i] for i in idx])
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        mask = comp[:, 1:].float()
-        loss = (nll * mask).sum() / mask.sum()
+        loss = completion_nll(model, ids, attn, comp).mean()
         assert torch.isfinite(loss), "non-finite SFT loss"
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
