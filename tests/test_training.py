@@ -108,28 +108,31 @@ def test_kl_reference_is_the_policy_with_adapters_zeroed(tmp_path, cache):
 
 
 class _Kill(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 2:
+        if state.global_step == self.step:
             control.should_training_stop = True
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache):
-    """Killed mid-epoch (8 problems, 2 per step). Known gap: a kill exactly at an epoch boundary
-    resumes with a different generation RNG stream (the Trainer's epoch-start RNG restore)."""
-    overrides = ['arm="erase"', "steps=4", "save_every=2", "data.n_problems=8"]
+@pytest.mark.parametrize("kill_at", [2, 3], ids=["at-an-epoch-boundary", "inside-the-second-epoch"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache, kill_at):
+    """4 problems, 2 per step: 2 steps per epoch. Killed at the end of epoch 1 or inside epoch 2."""
+    overrides = ['arm="erase"', "steps=5", "save_every=1"]
     full = train(load_config(preset="tiny", overrides=overrides + [f'output_dir="{tmp_path / "full"}"']))
     killed_dir = tmp_path / "killed"
     config = load_config(preset="tiny", overrides=overrides + [f'output_dir="{killed_dir}"'])
     run = build_run(config, killed_dir)
-    run.trainer.add_callback(_Kill())
+    run.trainer.add_callback(_Kill(kill_at))
     run.trainer.train()
     run.sandbox.close()
-    assert [r["step"] for r in _rows(killed_dir)] == [1, 2]
+    assert [r["step"] for r in _rows(killed_dir)] == list(range(1, kill_at + 1))
     with open(killed_dir / "metrics.jsonl", "a") as f:  # a step logged after the last checkpoint is dropped
-        f.write(json.dumps({"step": 3, "reward": 99.0}) + "\n")
+        f.write(json.dumps({"step": kill_at + 1, "reward": 99.0}) + "\n")
     train(config, resume=True)
     a, b = _rows(full), _rows(killed_dir)
-    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5]
     volatile = ("time/", "step_time", "train_runtime")
     for ra, rb in zip(a, b):
         assert {k: v for k, v in ra.items() if not k.startswith(volatile)} == \

@@ -6,7 +6,8 @@ oracle labels and the projection statistics. Two small, tested adjustments to th
 - the KL reference is the policy with its adapters zeroed (bit-exact base model, no second copy);
   TRL would otherwise load a reference model by hub id, which a model built from a config has not;
 - checkpoints hold adapter tensors only (plus the trainer's own optimizer / scheduler / RNG state),
-  and resuming loads them back.
+  and resuming loads them back;
+- the prompt sampler is reshuffled from seed + epoch, so resuming in a later epoch is exact.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
 from projected_grpo.directions.basis import Basis
@@ -95,6 +97,22 @@ class _ZeroAdapterReference(torch.nn.Module):
     """Marker standing for "the policy with adapters zeroed" wherever TRL wants its ref_model."""
 
 
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's sampler, reshuffled from seed + epoch rather than from one running generator, so that a
+    run resumed in any epoch replays the order an uninterrupted run sees (TRL's own sampler restarts
+    its generator on resume and replays epoch 0's order)."""
+
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) + self.epoch)
+        yield from super().__iter__()
+
+
 class AdapterGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, adapters: Adapters, **kwargs):
         config: GRPOConfig = kwargs["args"]
@@ -104,6 +122,11 @@ class AdapterGRPOTrainer(GRPOTrainer):
         config.beta = self.beta = beta
         self.adapters = adapters
         self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
+
+    def _get_train_sampler(self, dataset=None):
+        s = super()._get_train_sampler(dataset)
+        assert isinstance(s, RepeatSampler), f"unexpected TRL sampler {type(s).__name__}"
+        return EpochSeededRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
 
     def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
         if isinstance(model, _ZeroAdapterReference):
