@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,7 +98,7 @@ class Adapters:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": "projected_grpo.adapters/1", "base_model": self.base_model_id,
                 "config": json.dumps(asdict(self.config)), "modules": json.dumps(list(self.modules))}
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file(self.state_tensors(), str(tmp), metadata=meta)
         tmp.replace(path)
 

@@ -4,6 +4,7 @@ for real bases and every control (safetensors: `V/<module>`, `S/<module>`, JSON 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class Basis:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"V/{n}": v.contiguous().float() for n, v in self.vectors.items()}
         tensors |= {f"S/{n}": s.contiguous().float() for n, s in self.spectra.items()}
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file(tensors, str(tmp), metadata={"format": "projected_grpo.basis/1", "meta": json.dumps(self.meta)})
         tmp.replace(path)
 

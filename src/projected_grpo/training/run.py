@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -166,6 +167,8 @@ class MetricsCallback(TrainerCallback):
                "time/step_s": time.perf_counter() - self.step_start}
         if hasattr(self.optimizer, "last_refresh_overlap"):
             row["projection/basis_overlap"] = self.optimizer.last_refresh_overlap
+        if not state.is_world_process_zero:  # one writer; each rank logs its own rollouts' labels
+            return
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if rows and self.sample_every and state.global_step % self.sample_every == 0:
@@ -176,7 +179,8 @@ class MetricsCallback(TrainerCallback):
                                     **{k: fields[k] for k in keep}}) + "\n")
 
     def on_train_end(self, args, state, control, **kwargs):
-        write_metrics_csv(self.path)
+        if state.is_world_process_zero:
+            write_metrics_csv(self.path)
 
 
 def _num(v):
@@ -233,12 +237,19 @@ def training_records(config: TrainConfig, tokenizer) -> list[dict]:
 
 def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
     g = config.grpo
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch
     total = g.num_generations * g.prompts_per_step
-    micro = g.micro_batch or total
+    if total % world:
+        raise ConfigError(f"grpo.prompts_per_step: {total} completions per step do not split over {world} processes. "
+                          "Fix: make num_generations × prompts_per_step a multiple of the process count")
+    per_rank = total // world
+    micro = min(g.micro_batch or per_rank, per_rank)
+    if per_rank % micro:
+        raise ConfigError(f"grpo.micro_batch: {micro} does not divide the {per_rank} completions of each process")
     cuda = torch.cuda.is_available()
     return GRPOConfig(
         output_dir=str(run_dir), max_steps=config.steps, seed=config.seed, data_seed=config.seed,
-        per_device_train_batch_size=micro, gradient_accumulation_steps=total // micro,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=per_rank // micro,
         num_generations=g.num_generations, max_completion_length=g.max_completion_length,
         temperature=g.temperature, top_p=g.top_p, beta=g.beta,
         loss_type="grpo" if g.loss_type == "gspo" else g.loss_type,
@@ -310,6 +321,21 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 kept = [json.loads(x) for x in path.read_text().splitlines() if json.loads(x)["step"] <= step]
                 write_jsonl_atomic(path, kept)
     run.trainer.train(resume_from_checkpoint=checkpoint)
-    run.adapters.save(run_dir / ADAPTER_FILE)
+    world = assert_ranks_identical(run.adapters)
+    if run.trainer.is_world_process_zero():
+        run.adapters.save(run_dir / ADAPTER_FILE)
+        if world > 1:
+            write_json_atomic(run_dir / "ddp.json", {"world_size": world, "ranks_identical": True})
     run.sandbox.close()
     return run_dir
+
+
+def assert_ranks_identical(adapters: Adapters) -> int:
+    """Under DDP every rank must hold the same θ and θ_hack after training: fail fast if not."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return 1
+    flat = torch.cat([p.detach().flatten().double() for _, m in adapters for p in (m.trainable, m.quarantine)])
+    gathered = [torch.zeros_like(flat) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, flat)
+    assert all(torch.equal(g, gathered[0]) for g in gathered), "DDP ranks diverged: adapters differ across ranks"
+    return len(gathered)
