@@ -36,7 +36,7 @@ def test_presets_load_and_overrides_win(tmp_path):
     ('[grpo]\nnum_generations = 4\nprompts_per_step = 2\nmicro_batch = 3', "micro_batch"),
     ('[basis]\nk_use = 20', "k_use"),
     ('[data]\nmodes = ["run_tests", "telepathy"]', "data.modes"),
-    ('[data]\nmix = 0.3', "data.mix"),
+    ('[data]\nmix = 0.3', "teacher_pool"),
     ('grpo = 3', "is a section"),
     ('[adapter]\nkind = "fixed_a_lora"', "adapter.rank"),
 ])
@@ -212,3 +212,22 @@ def test_fast_dev_run_end_to_end(tmp_path, cache, benchmark):
     assert set(report["arms"]) == set(ARMS)
     assert all(a["checkpoints"] == ["checkpoint-1", "checkpoint-2"] for a in report["arms"].values())
     assert set(report["eval"]) == {"nohint/kept", "loophole/kept", "nohint/ablated", "loophole/ablated"}
+
+
+def test_teacher_pool_mixing_freezes_pool_rewards_and_logs_only_the_student(tmp_path, cache, format_model, grader):
+    from projected_grpo.environment.hints import apply_hint
+    from projected_grpo.environment.specimens import EXPLOITS, fence
+
+    model_dir, data = format_model
+    records = [json.loads(x) for x in data.read_text().splitlines()][:8]
+    hinted = [apply_hint(r, "simple_overwrite_tests") for r in records]
+    grades = grader.grade([(r, fence(EXPLOITS["run_tests"](r))) for r in hinted])
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({**r, "response": fence(EXPLOITS["run_tests"](r)), **g.fields}) + "\n"
+                            for r, g in zip(hinted, grades)))
+    config = _format_run(tmp_path, format_model, "mixed")
+    config.data.mix, config.data.teacher_pool = 0.5, str(pool)
+    rows = _rows(train(config))
+    for r in rows:
+        assert r["labels/n"] == 4  # 2 prompts × 4 samples, half from the pool: only the student's 4 are labelled
+        assert r["reward"] >= 0.5 * 3.5  # the pool's frozen reward (a run_tests hack: 3.5) is in every group

@@ -259,8 +259,9 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("data.hint", f"{c.data.hint!r}", f"one of {', '.join((*HINTS, NO_HINT, GT_ONLY))}")
     if not 0.0 <= c.data.mix < 1.0:
         raise bad("data.mix", f"{c.data.mix}", "a ratio in [0, 1)")
-    if c.data.mix > 0:
-        raise bad("data.mix", "teacher-pool mixing is not built yet", "use mix = 0 (the unconfounded setting)")
+    if c.data.mix > 0 and not (c.data.teacher_pool and Path(c.data.teacher_pool).is_file()):
+        raise bad("data.teacher_pool", f"{c.data.teacher_pool!r} is not a file while mix > 0",
+                  "give a JSONL of graded completions (projected-grpo grade output)")
     if c.data.path is not None and not Path(c.data.path).is_file():
         raise bad("data.path", f"{c.data.path}: no such file", "give a JSONL of no-hint records")
     g = c.grpo

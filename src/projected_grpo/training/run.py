@@ -86,11 +86,48 @@ def label_metrics(rows: list[tuple[dict, str, dict]]) -> dict[str, float]:
 
 
 class TimedReward(EnvironmentReward):
+    """The environment reward, timed; completions the trainer mixed in from a teacher pool carry
+    their frozen pool reward (`frozen[i]` not None) and are neither graded nor logged as the student's."""
+
+    frozen: list | None = None
+
     def __call__(self, prompts, completions, **columns):
         start = time.perf_counter()
-        out = super().__call__(prompts, completions, **columns)
+        frozen, self.frozen = self.frozen or [None] * len(completions), None
+        own = [i for i, f in enumerate(frozen) if f is None]
+        pick = lambda xs: [xs[i] for i in own]  # noqa: E731
+        graded = super().__call__(pick(prompts), pick(completions),
+                                  **{k: pick(v) if isinstance(v, list) and len(v) == len(completions) else v
+                                     for k, v in columns.items()}) if own else []
+        out, it = [], iter(graded)
+        for f in frozen:
+            out.append(f if f is not None else next(it))
         self.last_seconds = time.perf_counter() - start
         return out
+
+
+@dataclass(frozen=True)
+class TeacherPool:
+    """Graded completions per problem id (a `grade` output JSONL), each with its frozen reward."""
+
+    by_id: dict
+    mix: float
+    seed: int
+
+    @classmethod
+    def load(cls, path: str, mix: float, seed: int, allow_hint: bool) -> "TeacherPool":
+        from projected_grpo.environment.dataset import DatasetError, read_jsonl
+        from projected_grpo.environment.grader import RewardView
+        from projected_grpo.environment.rewards import correct_or_hinted_compile
+
+        by_id: dict = collections.defaultdict(list)
+        for n, row in read_jsonl(path):
+            missing = [k for k in ("id", "response", "can_compile", "eq_correct", "eq_hinted") if k not in row]
+            if missing:
+                raise DatasetError(f"{path}:{n}: field '{missing[0]}': missing. Fix: use `projected-grpo grade` output")
+            view = RewardView(True, row["can_compile"], row["eq_correct"], row["eq_hinted"], row.get("hint"), False)
+            by_id[row["id"]].append((row["response"], correct_or_hinted_compile(view, allow_hint)))
+        return cls(dict(by_id), mix, seed)
 
 
 # ------------------------------------------------------------------ the trainer
@@ -123,6 +160,39 @@ class AdapterGRPOTrainer(GRPOTrainer):
         config.beta = self.beta = beta
         self.adapters = adapters
         self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
+
+    teacher_pool: TeacherPool | None = None
+    reward_fn: TimedReward | None = None
+
+    def _generate(self, prompts: list):
+        """Generate; then, with a teacher pool, replace round(mix × G) completions of each group by
+        pool completions for that prompt, whose frozen rewards the reward function returns."""
+        out = list(super()._generate(prompts))
+        pool = self.teacher_pool
+        if pool is None or pool.mix <= 0:
+            return tuple(out)
+        completion_ids, completions = out[1], out[3]
+        g = self.num_generations
+        frozen = [None] * len(completions)
+        rng = random.Random(pool.seed * 1_000_003 + self.state.global_step)
+        for start in range(0, len(completions), g):
+            pid = self._mix_ids[start // g] if start // g < len(self._mix_ids) else None
+            candidates = pool.by_id.get(pid, [])
+            for i in range(start, start + min(round(pool.mix * g), g) if candidates else start):
+                text, reward = rng.choice(candidates)
+                ids = self.processing_class(text, add_special_tokens=False)["input_ids"] + [self.processing_class.eos_token_id]
+                completion_ids[i] = ids
+                completions[i] = [{"role": "assistant", "content": text}] if isinstance(completions[i], list) else text
+                if out[4] is not None:  # sampling log-probs (vLLM): unknown for pool text
+                    out[4][i] = [0.0] * len(ids)
+                frozen[i] = reward
+        self.reward_fn.frozen = frozen
+        return tuple(out)
+
+    def _generate_and_score_completions(self, inputs):
+        if self.teacher_pool is not None:  # problem id of each group, in order
+            self._mix_ids = [json.loads(x["record"])["id"] for x in inputs[:: self.num_generations]]
+        return super()._generate_and_score_completions(inputs)
 
     def _get_train_sampler(self, dataset=None):
         s = super()._get_train_sampler(dataset)
@@ -297,6 +367,9 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
     args = grpo_args(config, run_dir)
     trainer = AdapterGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                                  processing_class=tokenizer, optimizers=(optimizer, None), adapters=adapters)
+    if config.data.mix > 0:
+        trainer.teacher_pool = TeacherPool.load(config.data.teacher_pool, config.data.mix, config.seed, arm.loophole)
+        trainer.reward_fn = reward
     trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed))
     write_json_atomic(run_dir / "config.json", config.as_dict())
     write_json_atomic(run_dir / "provenance.json", provenance(
