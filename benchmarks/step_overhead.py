@@ -46,8 +46,15 @@ def main() -> None:
     ap.add_argument("--sizes", default="tiny,100m")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--authored", action="store_true", help="train on the project's 22 short authored problems")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pgrpo-step-"))
+    data = []
+    if args.authored:
+        from projected_grpo.organism.warmup import authored_records
+
+        (root / "authored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in authored_records()))
+        data = [f'data.path="{root / "authored.jsonl"}"']
     for size in args.sizes.split(","):
         print(f"\n== {size}")
         source = model_source(size, root)
@@ -57,7 +64,7 @@ def main() -> None:
                 out = root / f"{size}-{arm}-{r}"
                 cfg = load_config(preset="tiny", overrides=[
                     f'arm="{arm}"', f'output_dir="{out}"', f"steps={args.steps}", f'model.source="{source}"',
-                    f"save_every={args.steps + 1}", 'basis.modes=["sentinel"]'])  # 9 pairs: extraction stays short
+                    f"save_every={args.steps + 1}", 'basis.modes=["sentinel"]', *data])  # 9 pairs: extraction stays short
                 train(cfg)
                 rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
                 times[arm] += [row["time/step_s"] for row in rows[1:]]

@@ -14,6 +14,7 @@ all-reduced before `step()`) work unchanged; equal gradients give equal projecti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,6 +123,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         assert closure is None, "closures are not supported by the projecting optimizer"
         cfg = self.config
         self._step_count += 1
+        start = time.perf_counter()
         if self.refresh is not None and cfg.refresh_every and self._step_count > 1 \
                 and (self._step_count - 1) % cfg.refresh_every == 0:
             self._refresh()
@@ -142,7 +144,9 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                         q.grad = removed[i].view_as(q).to(q.dtype)
                 c_out = G.batched_hackward_fraction(v, grad_new)
             groups.append((names, v, theta, c_in, c_out))
+        before_inner = time.perf_counter()
         self.inner.step()
+        after_inner = time.perf_counter()
         cin, cout, leak, leak_before, moved = [], [], [], [], []
         for names, v, before, c_in, c_out in groups:
             params = [self.modules[n].param for n in names]
@@ -166,6 +170,8 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                              cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)]).tolist()
         self.last_stats = dict(zip(("cin", "cout", "fired", "leak", "leak_before_projection", "removed_norm"), stats))
         self.last_stats["quarantine_norm"] = self.quarantine_norm()
+        # wall time of the projection's own work (everything in step() but the inner optimizer's step)
+        self.last_stats["time_projection_s"] = (before_inner - start) + (time.perf_counter() - after_inner)
         return None
 
     def quarantine_norm(self) -> float:

@@ -167,7 +167,9 @@ class AdapterGRPOTrainer(GRPOTrainer):
     def _generate(self, prompts: list):
         """Generate; then, with a teacher pool, replace round(mix × G) completions of each group by
         pool completions for that prompt, whose frozen rewards the reward function returns."""
+        start = time.perf_counter()
         out = list(super()._generate(prompts))
+        self.last_generation_s = time.perf_counter() - start
         pool = self.teacher_pool
         if pool is None or pool.mix <= 0:
             return tuple(out)
@@ -217,10 +219,11 @@ class MetricsCallback(TrainerCallback):
     """One JSON line per optimizer step: TRL's logs + projection stats + oracle labels + timings."""
 
     def __init__(self, run_dir: Path, optimizer: ProjectingOptimizer, labels: LabelLog, reward: TimedReward,
-                 sample_every: int, seed: int):
+                 sample_every: int, seed: int, trainer=None):
         self.path, self.samples = run_dir / "metrics.jsonl", run_dir / "completions.jsonl"
         self.optimizer, self.labels, self.reward, self.sample_every = optimizer, labels, reward, sample_every
         self.rng = random.Random(seed)
+        self.trainer = trainer
         self.step_start = time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -232,9 +235,8 @@ class MetricsCallback(TrainerCallback):
         rows = self.labels.drain()
         stats = self.optimizer.last_stats
         row = {"step": state.global_step, **{k: _num(v) for k, v in logs.items()},
-               **{f"projection/{k}": v for k, v in stats.items()}, **label_metrics(rows),
-               "time/grading_s": getattr(self.reward, "last_seconds", 0.0),
-               "time/step_s": time.perf_counter() - self.step_start}
+               **{f"projection/{k}": v for k, v in stats.items() if not k.startswith("time_")}, **label_metrics(rows),
+               **self._timings()}
         if hasattr(self.optimizer, "last_refresh_overlap"):
             row["projection/basis_overlap"] = self.optimizer.last_refresh_overlap
         if not state.is_world_process_zero:  # one writer; each rank logs its own rollouts' labels
@@ -247,6 +249,15 @@ class MetricsCallback(TrainerCallback):
             with self.samples.open("a") as f:
                 f.write(json.dumps({"step": state.global_step, "id": record["id"], "response": response,
                                     **{k: fields[k] for k in keep}}) + "\n")
+
+    def _timings(self) -> dict[str, float]:
+        step = time.perf_counter() - self.step_start
+        generation = getattr(self.trainer, "last_generation_s", 0.0)
+        grading = getattr(self.reward, "last_seconds", 0.0)
+        projection = self.optimizer.last_stats.get("time_projection_s", 0.0)
+        return {"time/step_s": step, "time/generation_s": generation, "time/grading_s": grading,
+                "time/projection_s": projection,
+                "time/forward_backward_other_s": max(step - generation - grading - projection, 0.0)}
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -370,7 +381,8 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
     if config.data.mix > 0:
         trainer.teacher_pool = TeacherPool.load(config.data.teacher_pool, config.data.mix, config.seed, arm.loophole)
         trainer.reward_fn = reward
-    trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed))
+    trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed,
+                                         trainer))
     write_json_atomic(run_dir / "config.json", config.as_dict())
     write_json_atomic(run_dir / "provenance.json", provenance(
         {"arm": config.arm, "basis_key": basis_path.stem, "n_train_problems": len(records)}, sandbox.isolation.as_dict()))
