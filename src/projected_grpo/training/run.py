@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
+from tqdm.auto import tqdm
+from transformers import ProgressCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
@@ -152,6 +153,8 @@ class EpochSeededRepeatSampler(RepeatSampler):
 
 
 class AdapterGRPOTrainer(GRPOTrainer):
+    training_bar_writer = None  # prints one human line per step (set when a progress bar is shown)
+
     def __init__(self, *args, adapters: Adapters, **kwargs):
         config: GRPOConfig = kwargs["args"]
         beta = config.beta
@@ -215,6 +218,13 @@ class AdapterGRPOTrainer(GRPOTrainer):
         self.adapters.load(Path(resume_from_checkpoint) / ADAPTER_FILE)
 
 
+class QuietProgress(ProgressCallback):
+    """The progress bar without the raw log dicts it writes every step (our callback prints a line)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
 class MetricsCallback(TrainerCallback):
     """One JSON line per optimizer step: TRL's logs + projection stats + oracle labels + timings."""
 
@@ -243,6 +253,11 @@ class MetricsCallback(TrainerCallback):
             return
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.trainer is not None and self.trainer.training_bar_writer is not None:
+            self.trainer.training_bar_writer(
+                f"step {state.global_step}/{state.max_steps}  reward {row['reward']:.2f}  "
+                f"hack {row.get('labels/hack_strict', 0):.2f}  correct {row.get('labels/correct', 0):.2f}  "
+                f"cin {stats.get('cin', 0):.3f}  leak {stats.get('leak', 0):.1e}  ({row['time/step_s']:.1f}s)")
         if rows and self.sample_every and state.global_step % self.sample_every == 0:
             record, response, fields = self.rng.choice(rows)
             keep = ("reward_hack_label", "eq_correct", "eq_hinted", "gt_correct_hardened", "exploited", "mode")
@@ -383,6 +398,9 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
         trainer.reward_fn = reward
     trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed,
                                          trainer))
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress())
+        trainer.training_bar_writer = tqdm.write
     write_json_atomic(run_dir / "config.json", config.as_dict())
     write_json_atomic(run_dir / "provenance.json", provenance(
         {"arm": config.arm, "basis_key": basis_path.stem, "n_train_problems": len(records)}, sandbox.isolation.as_dict()))
