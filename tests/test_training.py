@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from projected_grpo.cli import app
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import PRESETS, ConfigError, load_config
+from projected_grpo.training.fast_dev_run import StopAt
 from projected_grpo.training.run import build_run, train
 
 
@@ -107,15 +107,6 @@ def test_kl_reference_is_the_policy_with_adapters_zeroed(tmp_path, cache):
     run.sandbox.close()
 
 
-class _Kill(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
-
-
 @pytest.mark.parametrize("kill_at", [2, 3], ids=["at-an-epoch-boundary", "inside-the-second-epoch"])
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache, kill_at):
     """4 problems, 2 per step: 2 steps per epoch. Killed at the end of epoch 1 or inside epoch 2."""
@@ -124,7 +115,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache, kill_
     killed_dir = tmp_path / "killed"
     config = load_config(preset="tiny", overrides=overrides + [f'output_dir="{killed_dir}"'])
     run = build_run(config, killed_dir)
-    run.trainer.add_callback(_Kill(kill_at))
+    run.trainer.add_callback(StopAt(kill_at))
     run.trainer.train()
     run.sandbox.close()
     assert [r["step"] for r in _rows(killed_dir)] == list(range(1, kill_at + 1))

@@ -86,14 +86,23 @@ def module_side(name: str, layer: nn.Module, d: int) -> str | None:
     return None
 
 
+def weight_direction(weight: Tensor, side: str, v_hack: Float[Tensor, " d"], m: int | None
+                     ) -> tuple[Float[Tensor, " m"], Float[Tensor, " d"]]:
+    """(h, û) from one SVD of a plain weight: `h` = v_hack in W's top-m singular subspace (`V_mᵀ v` for
+    readers, `U_mᵀ v` for writers) and `û` = ĥ mapped back to the residual stream (a unit vector)."""
+    u, _, vh = weight_svd(weight, None)
+    width = min(weight.shape)
+    basis = vh[: min(m or width, width)] if side == "reader" else u[:, : min(m or width, width)].T
+    h = basis @ v_hack.float().to(basis.device)
+    return h, basis.T @ (h / h.norm())
+
+
 def singular_direction(layer, side: str, v_hack: Float[Tensor, " d"], m: int) -> Float[Tensor, " m"]:
     """`h = V_mᵀ v` (reader) or `U_mᵀ v` (writer) in the top-m singular subspace of W."""
     if isinstance(layer, SVDKnobLinear):
         basis = layer.Vh[:m].float() if side == "reader" else layer.U[:, :m].T.float()
-    else:
-        u, _, vh = weight_svd(layer.weight, None)
-        basis = vh[:m] if side == "reader" else u[:, :m].T
-    return basis @ v_hack.float().to(basis.device)
+        return basis @ v_hack.float().to(basis.device)
+    return weight_direction(layer.weight, side, v_hack, m)[0]
 
 
 def activation_basis(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None,
@@ -107,21 +116,20 @@ def activation_basis(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | N
         vectors[name] = torch.zeros(0, r)
         if side is None:
             continue
-        width = layer.rank if isinstance(layer, SVDKnobLinear) else min(layer.in_features, layer.out_features)
-        h = singular_direction(layer, side, v_hack, min(m or width, width))
+        if isinstance(layer, SVDKnobLinear):
+            h, u_hat = singular_direction(layer, side, v_hack, min(m or layer.rank, layer.rank)), None
+        else:
+            h, u_hat = weight_direction(layer.weight, side, v_hack, m)
         if h.norm() < eps:
             continue
-        h_hat = h / h.norm()
         fired += 1
         if isinstance(layer, SVDKnobLinear):
             row = torch.zeros(r)
-            row[: h_hat.numel()] = h_hat.cpu()
+            row[: h.numel()] = (h / h.norm()).cpu()
             vectors[name] = row[None]
         elif isinstance(layer, FixedALoRALinear) and side == "writer":
-            u, _, _ = weight_svd(layer.weight, None)
-            u_hat = u[:, : h_hat.numel()] @ h_hat.cpu()
             rho = layer.trainable.shape[1]  # rows û ⊗ e_j over flattened B (o × ρ): removes û(ûᵀ g_B)
-            vectors[name] = torch.einsum("o,jr->jor", u_hat / u_hat.norm(), torch.eye(rho)).reshape(rho, -1)
+            vectors[name] = torch.einsum("o,jr->jor", u_hat.cpu(), torch.eye(rho)).reshape(rho, -1)
     return Basis(vectors, {}, {**(meta or {}), "m": m, "eps": eps, "modules_fired": fired,
                                "modules_total": len(vectors)})
 
@@ -132,10 +140,7 @@ def protect_fixed_a(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | No
     with torch.no_grad():
         for name, layer in adapters:
             if isinstance(layer, FixedALoRALinear) and module_side(name, layer, v_hack.numel()) == "reader":
-                _, _, vh = weight_svd(layer.weight, None)
-                width = min(layer.in_features, layer.out_features)
-                h = vh[: min(m or width, width)] @ v_hack.float()
-                u_hat = (vh[: h.numel()].T @ h) / h.norm()
+                _, u_hat = weight_direction(layer.weight, "reader", v_hack, m)
                 a = layer.A.float()
                 layer.A.copy_((a - (a @ u_hat)[:, None] * u_hat[None]).to(layer.A.dtype))
                 changed += 1
@@ -153,13 +158,9 @@ def peft_lora_hooks(model, v_hack: Float[Tensor, " d"], m: int | None = None, ep
         side = module_side(name, base, d)
         if side is None:
             continue
-        u, _, vh = weight_svd(base.weight, None)
-        width = min(base.in_features, base.out_features)
-        mm = min(m or width, width)
-        h = singular_direction(base, side, v_hack, mm)
+        h, u_hat = weight_direction(base.weight, side, v_hack, m)
         if h.norm() < eps:
             continue
-        u_hat = ((vh[:mm].T if side == "reader" else u[:, :mm]) @ (h / h.norm())).float()
         for adapter in module.lora_A:
             if side == "reader":
                 w = module.lora_A[adapter].weight

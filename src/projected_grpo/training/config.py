@@ -230,7 +230,6 @@ def validate(c: TrainConfig, where: str) -> None:
     def bad(field_: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}: field '{field_}': {problem}. Fix: {fix}")
 
-    from projected_grpo.directions.gradient import CONTROLS  # noqa: F401 (import check)
     from projected_grpo.environment.hints import HINTS, NO_HINT
     from projected_grpo.environment.modes import GT_ONLY, MODES
     from projected_grpo.projection.gates import GATES
