@@ -39,6 +39,7 @@ def test_presets_load_and_overrides_win(tmp_path):
     ('[data]\nmix = 0.3', "teacher_pool"),
     ('grpo = 3', "is a section"),
     ('[adapter]\nkind = "fixed_a_lora"', "adapter.rank"),
+    ('tensorboard = true', "tensorboard package is not installed"),
 ])
 def test_invalid_config_is_one_clear_error_before_any_work(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -276,5 +276,11 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("grpo.scale_rewards", f"{g.scale_rewards!r}", "group, batch or none")
     if not 0 < g.top_p <= 1 or g.temperature <= 0:
         raise bad("grpo.temperature/top_p", f"T={g.temperature}, top_p={g.top_p}", "T > 0 and 0 < top_p <= 1")
+    if c.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise bad("tensorboard", "true, but the tensorboard package is not installed",
+                      "pip install tensorboard, or set tensorboard = false (metrics.jsonl/csv are always written)")
     if c.model.dtype not in ("float32", "bfloat16", "float16"):
         raise bad("model.dtype", f"{c.model.dtype!r}", "float32, bfloat16 or float16")
