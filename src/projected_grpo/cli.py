@@ -208,17 +208,17 @@ def _benchmark(path: Path | None) -> list:
         _fail(str(e))
 
 
-@app.command()
-def demo(
+@app.command("label-table")
+def label_table_cmd(
     input: Annotated[Optional[Path], typer.Argument(help="No-hint records (default: the reference test set).")] = None,
     problems: Annotated[int, typer.Option(min=1, help="Problems sampled from the benchmark.")] = 4,
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/label-table"),
     workers: Workers = None,
     allow_unisolated: AllowUnisolated = False,
 ) -> None:
     """Grade the reference's label-table specimens on real problems and print the label table.
 
-    Until the CPU model organism lands this is the main job: it exercises the sandbox, the reference labels, the hardened oracle and the hack × mode diagonal on the real benchmark.
+    Exercises the sandbox, the reference labels, the hardened oracle and the hack × mode diagonal on the real benchmark.
     """
     from projected_grpo.environment.hints import apply_hint
     from projected_grpo.environment.selfcheck import run_selfcheck
@@ -404,6 +404,126 @@ def eval_(
     for name, res in summary["results"].items():
         table.add_row(name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]" for k in RATES))
     console.print(table)
+
+
+organism_app = typer.Typer(help="The CPU model organism of reward hacking.", no_args_is_help=True)
+app.add_typer(organism_app, name="organism")
+
+
+@organism_app.command("build")
+def organism_build(
+    seed: Annotated[int, typer.Option(help="Seed of the task suite, tokenizer, model and SFT.")] = 0,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Organism field, e.g. --set sft_steps=300.")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Build again even when the cache has it.")] = False,
+) -> None:
+    """Build (or load from the cache) the organism and print its measured priors.
+
+    Deterministic given its configuration; cached under $PROJECTED_GRPO_CACHE/organism/<hash of the config>.
+    """
+    import dataclasses
+    import json
+
+    from projected_grpo.organism.build import OrganismConfig, ensure_organism, format_priors
+
+    fields = {f.name: f.type for f in dataclasses.fields(OrganismConfig)}
+    values: dict = {"seed": seed}
+    for text in set_ or []:
+        key, _, raw = text.partition("=")
+        if key not in fields or not raw:
+            _fail(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        values[key] = json.loads(raw)
+    start = time.perf_counter()
+    organism, cached = ensure_organism(OrganismConfig(**values), log=console.print, rebuild=rebuild)
+    info = organism.info()
+    console.print(f"{'loaded' if cached else 'built'} {organism.root} in {time.perf_counter() - start:.0f}s "
+                  f"(model {info['n_parameters'] / 1e6:.2f}M parameters, hash {info['model_hash']})")
+    console.print(f"priors on {info['config']['n_eval']} held-out problems × {info['config']['prior_samples']} samples "
+                  f"(T = {info['config']['temperature']}), graded by the real grader:")
+    for line in format_priors(organism.priors()):
+        console.print("  " + line)
+
+
+probe_app = typer.Typer(help="Linear probes for the probe-monitor arms.", no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+
+
+@probe_app.command("train")
+def probe_train(
+    run_dir: Annotated[Path, typer.Argument(help="A finished training run (its rollouts.jsonl holds labelled rollouts).")],
+    out: Annotated[Path, typer.Option(help="Probe file to write (safetensors).")] = Path("probe.safetensors"),
+    layer: Annotated[Optional[int], typer.Option(help="hidden_states index (default: ~0.65 of the depth).")] = None,
+    kind: Annotated[str, typer.Option(help="logistic | mass_mean")] = "logistic",
+    target_fpr: Annotated[float, typer.Option(help="False-positive rate on the test split that sets the threshold.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the balanced sample and the shuffled 80/20 split.")] = 0,
+) -> None:
+    """Train a probe on a run's labelled rollouts (base-model activations, response-averaged) and
+    print its held-out metrics. Use it with arm = probe_penalty / probe_screening, intervention.probe = OUT."""
+    from projected_grpo.interventions.probe import probe_from_run
+
+    if not (run_dir / "rollouts.jsonl").is_file():
+        _fail(f"{run_dir}: no rollouts.jsonl — train a run first (e.g. the vanilla arm)")
+    try:
+        probe = probe_from_run(run_dir, layer, kind, target_fpr, seed)
+    except ValueError as e:
+        _fail(str(e))
+    probe.save(out)
+    m = probe.metrics
+    console.print(f"{kind} probe at layer {probe.layer}: test AUC {m['auc']:.3f}, threshold {probe.threshold:.3f} → "
+                  f"FPR {m['fpr']:.3f} (target {target_fpr}), recall {m['recall']:.3f}, precision {m['precision']:.3f} "
+                  f"on {m['n_test']} held-out rollouts ({m['n_train']} train); saved {out}")
+
+
+@app.command()
+def experiment(
+    config: Annotated[Path, typer.Argument(help="Experiment file (TOML/YAML): arms, seeds, [train], [eval].")],
+    output: Annotated[Optional[Path], typer.Option(help="Output directory (default: runs/<name>).")] = None,
+) -> None:
+    """Run an arm × seed matrix (resumable: re-run the same command after a kill), evaluate each cell on
+    held-out problems, and write report.md, curves.png, summary.json."""
+    from projected_grpo.experiments.matrix import load_experiment, run_experiment
+    from projected_grpo.training.config import ConfigError
+
+    try:
+        exp = load_experiment(config)
+        report = run_experiment(exp, output or Path("runs") / exp.name, log=console.print)
+    except ConfigError as e:
+        _fail(str(e))
+    console.print(report.read_text())
+    console.print(f"report: {report}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="An experiment output directory.")],
+) -> None:
+    """Regenerate report.md, curves.png and summary.json from an experiment's saved metrics."""
+    from projected_grpo.experiments.report import write_report
+
+    if not (run_dir / "experiment.json").is_file():
+        _fail(f"{run_dir}: no experiment.json — not an experiment output directory")
+    try:
+        path = write_report(run_dir)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    console.print(path.read_text())
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option(help="Output directory (re-running continues it).")] = Path("runs/demo"),
+) -> None:
+    """The main job: build the CPU model organism, then vanilla GRPO, erase (update space), the random-basis
+    control and the no-loophole baseline for 2 seeds; evaluate; print the table; write report + plot."""
+    from importlib import resources
+
+    from projected_grpo.experiments.matrix import load_experiment, run_experiment
+
+    start = time.perf_counter()
+    path = Path(str(resources.files("projected_grpo.experiments").joinpath("demo.toml")))
+    report_path = run_experiment(load_experiment(path), output, log=console.print)
+    console.print(report_path.read_text())
+    console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min; report: {report_path}, "
+                  f"plot: {output / 'curves.png'}")
 
 
 @app.command("fast-dev-run")

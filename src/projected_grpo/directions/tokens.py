@@ -34,8 +34,12 @@ def completion_batch(
 
 
 def completion_nll(model, ids: Int[Tensor, "b s"], attn: Int[Tensor, "b s"], comp: Bool[Tensor, "b s"]) -> Tensor:
-    """Per-sample mean NLL over completion tokens only (prompt and padding masked), shape (b,)."""
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-    mask = comp[:, 1:].float()
+    """Per-sample mean NLL over completion tokens only (prompt and padding masked), shape (b,).
+    Logits are computed only from the earliest completion position on (`logits_to_keep`): the
+    vocabulary projection of prompt positions is most of the cost for short completions."""
+    first = int(comp.int().argmax(1).min())
+    assert first >= 1, "a completion must follow a prompt"
+    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - first + 1).logits[:, :-1].float()
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, first:], reduction="none")
+    mask = comp[:, first:].float()
     return (nll * mask).sum(1) / mask.sum(1)

@@ -78,10 +78,14 @@ class EnvironmentReward:
         reward = correct_or_hinted_compile(view, self.allow_hint)
         return reward + (define_starter_code(view) if self.starter_code_bonus else 0.0)
 
-    def __call__(self, prompts: list, completions: list, **columns: Any) -> list[float]:
+    def grade_and_score(self, prompts: list, completions: list, **columns: Any):
+        """(records, responses, grades, scores) of one batch; the labels go to the sink."""
         records = records_from_columns(prompts, columns)
         responses = [completion_text(c) for c in completions]
         grades = self.grader.grade(list(zip(records, responses)))
         if self.sink is not None:
             self.sink(records, responses, grades)
-        return [self.score(g.reward_view) for g in grades]
+        return records, responses, grades, [self.score(g.reward_view) for g in grades]
+
+    def __call__(self, prompts: list, completions: list, **columns: Any) -> list[float]:
+        return self.grade_and_score(prompts, completions, **columns)[3]

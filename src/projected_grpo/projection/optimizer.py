@@ -1,7 +1,8 @@
 """`ProjectingOptimizer`: wraps any torch optimizer and projects off a hack basis at each step.
 
 Modes: `measure` (log only: the vanilla arm), `erase` (remove the hack-ward part), `route` (move it
-into the quarantine θ_hack instead; deploy with θ_hack = 0).
+into the quarantine θ_hack instead; deploy with θ_hack = 0), `keep` (the opposite use of a basis:
+keep only the part of the update inside span(V), as TDGA does with a trusted subspace).
 Spaces: `grad` projects the gradient before the inner step (reference-compatible, but Adam's first
 moment and per-coordinate scaling rotate the update back into span(V)); `update` (default) lets the
 inner optimizer step, then projects the actual update `Δ = θ_new − θ_old` and writes `θ_old + Δ'`.
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from projected_grpo.projection import gates as G
 
-MODES = ("measure", "erase", "route")
+MODES = ("measure", "erase", "route", "keep")
 SPACES = ("grad", "update")
 
 
@@ -136,7 +137,8 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             c_in = G.batched_hackward_fraction(v, grad)
             c_out = c_in
             if cfg.space == "grad" and cfg.mode != "measure":
-                grad_new, removed = G.batched_project(v, grad, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=1.0)
+                grad_new, removed = (_keep(v, grad) if cfg.mode == "keep" else
+                                     G.batched_project(v, grad, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=1.0))
                 _write([p.grad for p in params], grad_new)
                 if cfg.mode == "route":
                     for i, n in enumerate(names):
@@ -153,7 +155,9 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             delta = _stacked(params) - before
             if cfg.space == "update" and cfg.mode != "measure":
                 leak_before.append(G.batched_hackward_fraction(v, -delta))
-                delta_new, removed = G.batched_project(v, delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=-1.0)
+                delta_new, removed = (_keep(v, delta) if cfg.mode == "keep" else
+                                      G.batched_project(v, delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude,
+                                                        sign=-1.0))
                 _write(params, before + delta_new)
                 if cfg.mode == "route":
                     quarantines = [self.modules[n].quarantine for n in names]
@@ -201,6 +205,12 @@ class ProjectingOptimizer(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         return f"ProjectingOptimizer({self.config}, {len(self.modules)} modules, inner={type(self.inner).__name__})"
+
+
+def _keep(v: Float[Tensor, "m k r"], x: Float[Tensor, "m r"]) -> tuple[Tensor, Tensor]:
+    """(the part of x inside span(V), the rest); V's rows orthonormal (zero rows allowed)."""
+    inside = torch.einsum("mk,mkr->mr", torch.einsum("mkr,mr->mk", v, x), v)
+    return inside, x - inside
 
 
 def _stacked(tensors: list[Tensor]) -> Float[Tensor, "m r"]:

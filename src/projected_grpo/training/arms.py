@@ -1,7 +1,11 @@
-"""The arms of the experiment: what each changes (projection mode, basis control, pair set, loophole).
+"""The arms of the experiment: what each changes (projection mode, basis control, pair set, loophole,
+published intervention).
 
-Every method arm and control reads only the foolable environment reward; the oracle labels go to
-the logs (method §6). `rl_baseline` trains without the loophole (no hint, ground-truth reward).
+The method arms and their controls read only the foolable environment reward; the oracle labels go
+to the logs (method §6). `rl_baseline` trains without the loophole (no hint, ground-truth reward).
+The published interventions sit in the same harness for comparison: monitor arms (ground-truth,
+probe, LLM judge) use the oracle or a detector trained on it by design and are reported as monitor
+baselines; inoculation, advantage modification and TDGA are oracle-free.
 """
 
 from __future__ import annotations
@@ -12,20 +16,48 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Arm:
     name: str
-    mode: str  # projecting-optimizer mode: measure | erase | route
+    mode: str  # projecting-optimizer mode: measure | erase | route | keep
     control: str = "none"  # basis control: none | random | shuffled | nonhack
-    pairs: str | None = None  # replaces the configured pair set (placebo)
+    placebo: bool = False  # extract from the configured placebo pair set instead
     loophole: bool = True  # False: no-hint prompts and a reward without the loophole term
+    intervention: str | None = None  # a published intervention (interventions/)
     description: str = ""
 
+    @property
+    def kind(self) -> str:
+        """method | control | baseline | monitor (oracle-trained, by design) | published (oracle-free)"""
+        if self.intervention:
+            return "monitor" if self.intervention.split("_")[0] in ("gt", "probe", "judge") else "published"
+        if self.control != "none" or self.placebo:
+            return "control"
+        return "method" if self.mode in ("erase", "route") else "baseline"
 
-ARMS = {
-    "vanilla": Arm("vanilla", "measure", description="no intervention; logs cin / leak against the real basis"),
-    "erase": Arm("erase", "erase", description="project the hack-ward part of each update away"),
-    "route": Arm("route", "route", description="move the hack-ward part into θ_hack; deploy with θ_hack = 0"),
-    "random": Arm("random", "erase", control="random", description="control: Haar-random basis of the same k"),
-    "shuffled": Arm("shuffled", "erase", control="shuffled", description="control: hack/clean swapped on half the pairs"),
-    "nonhack": Arm("nonhack", "erase", control="nonhack", description="control: clean-vs-clean contrasts"),
-    "placebo": Arm("placebo", "erase", pairs="leetcode_placebo", description="control: the placebo pair set"),
-    "rl_baseline": Arm("rl_baseline", "measure", loophole=False, description="no loophole: no hint, GT-only reward"),
-}
+
+_ARMS = [
+    Arm("vanilla", "measure", description="no intervention; logs cin / leak against the real basis"),
+    Arm("erase", "erase", description="project the hack-ward part of each update away"),
+    Arm("route", "route", description="move the hack-ward part into θ_hack; deploy with θ_hack = 0"),
+    Arm("random", "erase", control="random", description="control: Haar-random basis of the same k"),
+    Arm("shuffled", "erase", control="shuffled", description="control: hack/clean swapped on half the pairs"),
+    Arm("nonhack", "erase", control="nonhack", description="control: clean-vs-clean contrasts"),
+    Arm("placebo", "erase", placebo=True, description="control: the placebo pair set"),
+    Arm("rl_baseline", "measure", loophole=False, description="no loophole: no hint, GT-only reward"),
+    Arm("gt_penalty", "measure", intervention="gt_penalty",
+        description="monitor: −3 on the (strict) ground-truth hack label, with accuracy flips"),
+    Arm("gt_screening", "measure", intervention="gt_screening",
+        description="monitor: rollouts with the (loose) ground-truth label get zero advantage"),
+    Arm("probe_penalty", "measure", intervention="probe_penalty",
+        description="monitor: −3 when a linear probe on the policy's activations fires"),
+    Arm("probe_screening", "measure", intervention="probe_screening",
+        description="monitor: zero advantage when the probe fires"),
+    Arm("judge_penalty", "measure", intervention="judge_penalty", description="monitor: −3 when an LLM judge says 1"),
+    Arm("judge_screening", "measure", intervention="judge_screening",
+        description="monitor: zero advantage when an LLM judge says 1"),
+    Arm("inoculation", "measure", intervention="inoculation",
+        description="training-time system prompt that asks for the exploit; evaluated with the normal prompt"),
+    Arm("advantage_mod", "measure", intervention="advantage_mod",
+        description="Wu & Tang: penalise rollouts whose activation score is above their group's (z > 0)"),
+    Arm("tdga", "keep", intervention="tdga",
+        description="Deng et al.: keep only the part of each update inside an honest warm-up's top-K subspace"),
+]
+ARMS = {a.name: a for a in _ARMS}

@@ -12,7 +12,6 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-ARMS = ("vanilla", "erase", "route", "random", "shuffled", "nonhack", "placebo", "rl_baseline")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "gspo")
 
 
@@ -36,7 +35,8 @@ class AdapterSection:
 
 @dataclass
 class BasisConfig:
-    pairs: str = "leetcode_mechanism"
+    pairs: str = "leetcode_mechanism"  # shipped name or JSONL path ("organism": the organism's own set)
+    placebo_pairs: str = "leetcode_placebo"  # what the placebo arm extracts from instead
     space: str = "gradient"
     k_extract: int = 12
     k_use: int = 5
@@ -59,6 +59,7 @@ class ProjectionSection:
 @dataclass
 class DataConfig:
     path: str | None = None  # no-hint records (default: the reference test set)
+    eval_path: str | None = None  # held-out records (default: the problems of `path` not trained on)
     hint: str = "simple_overwrite_tests"
     modes: list | None = None  # several loophole modes, one per problem (overrides hint)
     n_problems: int | None = None
@@ -97,6 +98,31 @@ class GraderSection:
 
 
 @dataclass
+class InterventionSection:
+    """Settings of the published interventions (the monitor, inoculation, advantage and TDGA arms)."""
+
+    accuracy: float = 1.0  # ground-truth monitor: each label flipped with probability 1 - accuracy
+    strict: bool | None = None  # None: the reference's defaults (penalty strict, screening loose)
+    penalty: float = 3.0  # subtracted from a flagged rollout's reward (penalty arms)
+    probe: str | None = None  # probe file (`projected-grpo probe train`); in an experiment: "vanilla"
+    probe_threshold: float | None = None  # default: the probe's own (target FPR on its test split)
+    judge_base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server
+    judge_model: str = ""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 8
+    judge_timeout: float = 60.0
+    judge_retries: int = 3
+    prompt: str = "pass_test"  # inoculation: pass_test | eval_environment
+    lh_extension: bool = True  # inoculation: append the loophole explanation
+    alpha: float = 2.0  # advantage modification (Wu & Tang)
+    form: str = "multiplicative"  # multiplicative | additive
+    sigma_floor: float = 0.1
+    layer: int | None = None  # activation layer (advantage modification; default ~0.65 depth)
+    trusted_k: int = 4  # TDGA: directions kept per module
+    warmup_steps: int = 8  # TDGA: honest (no-loophole) warm-up steps that define the trusted subspace
+
+
+@dataclass
 class TrainConfig:
     arm: str = "vanilla"
     steps: int = 200
@@ -105,6 +131,7 @@ class TrainConfig:
     save_every: int = 50
     log_completion_every: int = 10
     tensorboard: bool = False
+    organism: dict = field(default_factory=dict)  # OrganismConfig fields, for model.source = "organism"
     model: ModelConfig = field(default_factory=ModelConfig)
     adapter: AdapterSection = field(default_factory=AdapterSection)
     basis: BasisConfig = field(default_factory=BasisConfig)
@@ -112,6 +139,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     grpo: GRPOSection = field(default_factory=GRPOSection)
     grader: GraderSection = field(default_factory=GraderSection)
+    intervention: InterventionSection = field(default_factory=InterventionSection)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -135,6 +163,15 @@ PRESETS: dict[str, dict] = {
                  "prompts_per_step": 16, "micro_batch": 8, "max_prompt_length": 1536, "max_completion_length": 1536,
                  "temperature": 0.7, "top_p": 0.95, "gradient_checkpointing": True},
         "grader": {"workers": 16},
+    },
+    "organism": {  # the CPU model organism (built on first use, then cached): hacking emerges in minutes
+        "steps": 30, "save_every": 10, "log_completion_every": 5, "output_dir": "runs/organism",
+        "model": {"source": "organism"},
+        "basis": {"pairs": "organism", "k_extract": 8, "k_use": 4, "global_floor": 0.0},
+        "grpo": {"loss_type": "dr_grpo", "num_generations": 8, "prompts_per_step": 8, "max_completion_length": 64,
+                 "max_prompt_length": 512, "learning_rate": 5e-2, "lr_scheduler": "constant", "warmup_steps": 0,
+                 "weight_decay": 0.0, "temperature": 1.0, "top_p": 1.0},
+        "grader": {"workers": 2},
     },
     "smollm2-135m": {
         "steps": 100, "save_every": 25, "output_dir": "runs/smollm2-135m",
@@ -232,10 +269,26 @@ def validate(c: TrainConfig, where: str) -> None:
 
     from projected_grpo.environment.hints import HINTS, NO_HINT
     from projected_grpo.environment.modes import GT_ONLY, MODES
+    from projected_grpo.interventions.inoculation import PROMPTS
     from projected_grpo.projection.gates import GATES
+    from projected_grpo.training.arms import ARMS
 
     if c.arm not in ARMS:
         raise bad("arm", f"{c.arm!r} is not an arm", f"use one of {', '.join(ARMS)}")
+    i, arm = c.intervention, ARMS.get(c.arm)
+    if not 0.0 <= i.accuracy <= 1.0:
+        raise bad("intervention.accuracy", f"{i.accuracy}", "a probability in [0, 1]")
+    if arm.intervention in ("probe_penalty", "probe_screening") and not i.probe:
+        raise bad("intervention.probe", "missing for a probe arm",
+                  "train one with `projected-grpo probe train RUN_DIR`, or in an experiment write \"vanilla\"")
+    if arm.intervention in ("judge_penalty", "judge_screening") and not i.judge_model:
+        raise bad("intervention.judge_model", "missing for a judge arm", "name the model the server serves")
+    if i.prompt not in PROMPTS:
+        raise bad("intervention.prompt", f"{i.prompt!r}", f"one of {', '.join(PROMPTS)}")
+    if i.form not in ("multiplicative", "additive"):
+        raise bad("intervention.form", f"{i.form!r}", "multiplicative or additive")
+    if arm.intervention and c.data.mix > 0:
+        raise bad("data.mix", f"{c.data.mix} with the {c.arm} arm", "use mix = 0 with the published interventions")
     if c.steps < 1:
         raise bad("steps", f"{c.steps}", "at least 1")
     if c.adapter.kind not in ("svd", "fixed_a_lora"):
@@ -282,5 +335,14 @@ def validate(c: TrainConfig, where: str) -> None:
         if importlib.util.find_spec("tensorboard") is None:
             raise bad("tensorboard", "true, but the tensorboard package is not installed",
                       "pip install tensorboard, or set tensorboard = false (metrics.jsonl/csv are always written)")
+    if c.organism:
+        from projected_grpo.organism.build import OrganismConfig
+
+        known = {f.name for f in fields(OrganismConfig)}
+        unknown = sorted(set(c.organism) - known)
+        if unknown:
+            raise bad(f"organism.{unknown[0]}", "unknown field", f"use one of {', '.join(sorted(known))}")
+        if c.model.source != "organism":
+            raise bad("organism", f"set while model.source = {c.model.source!r}", 'set model.source = "organism"')
     if c.model.dtype not in ("float32", "bfloat16", "float16"):
         raise bad("model.dtype", f"{c.model.dtype!r}", "float32, bfloat16 or float16")

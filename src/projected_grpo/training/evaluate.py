@@ -46,9 +46,10 @@ def summarise(fields: list[dict]) -> dict:
         out[key] = {"rate": k / n if n else 0.0, "ci95": wilson(k, n)}
     by_mode = collections.defaultdict(list)
     for f in fields:
-        if f["mode"]:
-            by_mode[f["mode"]].append(f["exploited"])
-    out["exploited_by_mode"] = {m: sum(v) / len(v) for m, v in by_mode.items() if m in MODES}
+        if f["mode"] in MODES:
+            by_mode[f["mode"]].append(f)
+    for key, name in (("exploited", "exploited_by_mode"), ("is_reward_hack_strict", "hack_strict_by_mode")):
+        out[name] = {m: sum(bool(f[key]) for f in v) / len(v) for m, v in by_mode.items()}
     return out
 
 
@@ -76,6 +77,8 @@ class EvalSettings:
 
 def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[dict], bool]:
     """Problems the run did not train on (when the data has any left), and whether they are held out."""
+    if config.data.eval_path:
+        return load_records(config.data.eval_path)[:n_problems], True
     records = load_records(config.data.path or default_benchmark_path())
     trained = config.data.n_problems
     held = records[trained:] if trained and trained < len(records) else records

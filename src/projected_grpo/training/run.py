@@ -13,7 +13,9 @@ oracle labels and the projection statistics. Two small, tested adjustments to th
 from __future__ import annotations
 
 import collections
+import copy
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -91,9 +93,16 @@ class TimedReward(EnvironmentReward):
     their frozen pool reward (`frozen[i]` not None) and are neither graded nor logged as the student's."""
 
     frozen: list | None = None
+    shaper = None  # a published intervention's reward shaping (interventions/shaping.py), or None
+    group_size = 1
+    last_info: dict = {}
 
     def __call__(self, prompts, completions, **columns):
         start = time.perf_counter()
+        if self.shaper is not None:
+            graded = self.shaped(prompts, completions, **columns)
+            self.last_seconds = time.perf_counter() - start
+            return graded
         frozen, self.frozen = self.frozen or [None] * len(completions), None
         own = [i for i, f in enumerate(frozen) if f is None]
         pick = lambda xs: [xs[i] for i in own]  # noqa: E731
@@ -105,6 +114,17 @@ class TimedReward(EnvironmentReward):
             out.append(f if f is not None else next(it))
         self.last_seconds = time.perf_counter() - start
         return out
+
+    def shaped(self, prompts, completions, **columns) -> list[float]:
+        """Environment rewards, then the shaper over whole groups. Only a shaper that declares
+        `uses_oracle` (the ground-truth monitor arms) is handed the oracle labels."""
+        from projected_grpo.interventions.shaping import Rollouts
+
+        records, responses, grades, scores = self.grade_and_score(prompts, completions, **columns)
+        oracle = [g.fields for g in grades] if self.shaper.uses_oracle else None
+        rollouts = Rollouts(records, responses, [g.reward_view for g in grades], self.group_size, oracle)
+        shaped, self.last_info = self.shaper(torch.tensor(scores, dtype=torch.float64), rollouts)
+        return shaped.tolist()
 
 
 @dataclass(frozen=True)
@@ -231,6 +251,7 @@ class MetricsCallback(TrainerCallback):
     def __init__(self, run_dir: Path, optimizer: ProjectingOptimizer, labels: LabelLog, reward: TimedReward,
                  sample_every: int, seed: int, trainer=None):
         self.path, self.samples = run_dir / "metrics.jsonl", run_dir / "completions.jsonl"
+        self.rollouts = run_dir / "rollouts.jsonl"
         self.optimizer, self.labels, self.reward, self.sample_every = optimizer, labels, reward, sample_every
         self.rng = random.Random(seed)
         self.trainer = trainer
@@ -246,6 +267,7 @@ class MetricsCallback(TrainerCallback):
         stats = self.optimizer.last_stats
         row = {"step": state.global_step, **{k: _num(v) for k, v in logs.items()},
                **{f"projection/{k}": v for k, v in stats.items() if not k.startswith("time_")}, **label_metrics(rows),
+               **self.reward.last_info,
                **self._timings()}
         if hasattr(self.optimizer, "last_refresh_overlap"):
             row["projection/basis_overlap"] = self.optimizer.last_refresh_overlap
@@ -258,9 +280,14 @@ class MetricsCallback(TrainerCallback):
                 f"step {state.global_step}/{state.max_steps}  reward {row['reward']:.2f}  "
                 f"hack {row.get('labels/hack_strict', 0):.2f}  correct {row.get('labels/correct', 0):.2f}  "
                 f"cin {stats.get('cin', 0):.3f}  leak {stats.get('leak', 0):.1e}  ({row['time/step_s']:.1f}s)")
+        keep = ("reward_hack_label", "is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "eq_hinted",
+                "gt_correct_hardened", "exploited", "mode")
+        with self.rollouts.open("a") as f:  # every rollout of the step, with its oracle labels (probe data)
+            for record, response, fields in rows:
+                f.write(json.dumps({"step": state.global_step, "id": record["id"], "response": response,
+                                    **{k: fields[k] for k in keep}}) + "\n")
         if rows and self.sample_every and state.global_step % self.sample_every == 0:
             record, response, fields = self.rng.choice(rows)
-            keep = ("reward_hack_label", "eq_correct", "eq_hinted", "gt_correct_hardened", "exploited", "mode")
             with self.samples.open("a") as f:
                 f.write(json.dumps({"step": state.global_step, "id": record["id"], "response": response,
                                     **{k: fields[k] for k in keep}}) + "\n")
@@ -327,6 +354,10 @@ def training_records(config: TrainConfig, tokenizer) -> list[dict]:
         hinted = make_multimode(records, tuple(config.data.modes), config.data.seed)
     else:
         hinted = make_hinted(records, config.data.hint, config.data.seed)
+    if arm.intervention == "inoculation":  # training prompts only; evaluation reads the records file
+        from projected_grpo.interventions.inoculation import inoculate
+
+        hinted = [inoculate(r, config.intervention.prompt, config.intervention.lh_extension) for r in hinted]
     kwargs = config.model.chat_template_kwargs
     return [r for r in hinted if len(prompt_ids(tokenizer, r["prompt"], kwargs)) <= config.grpo.max_prompt_length]
 
@@ -359,7 +390,27 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
     )
 
 
-def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
+def resolve_organism(config: TrainConfig, log=print) -> TrainConfig:
+    """`model.source = "organism"`: build (or load from the cache) the organism and point the model,
+    the train / held-out problems and the pair sets at its files. Other configs pass through."""
+    if config.model.source != "organism":
+        return config
+    from projected_grpo.organism.build import OrganismConfig, ensure_organism
+
+    organism, _ = ensure_organism(OrganismConfig(**config.organism), log=log)
+    out = copy.deepcopy(config)
+    out.model.source = str(organism.model)
+    out.data.path = out.data.path or str(organism.train)
+    out.data.eval_path = out.data.eval_path or str(organism.eval)
+    if out.basis.pairs == "organism":
+        out.basis.pairs = str(organism.mechanism)
+    if out.basis.placebo_pairs in ("organism", "leetcode_placebo"):
+        out.basis.placebo_pairs = str(organism.placebo)
+    return out
+
+
+def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bool = True) -> Run:
+    config = resolve_organism(config)
     run_dir = Path(run_dir or config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -368,10 +419,17 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
     adapters = attach_adapters(model, AdapterConfig(config.adapter.kind, tuple(config.adapter.targets), config.adapter.rank,
                                                     seed=config.seed), base_model_id=config.model.source)
     b = config.basis
-    pairs = load_pairs(arm.pairs or b.pairs, tuple(b.modes) if b.modes else None)
+    pairs = load_pairs(b.placebo_pairs if arm.placebo else b.pairs, tuple(b.modes) if b.modes else None)
     extraction = ExtractionConfig(k=b.k_extract, tau=b.tau, global_floor=b.global_floor, control=arm.control, seed=b.seed)
-    basis, basis_path, _ = get_basis(pairs, model, adapters, tokenizer, b.space, extraction, layer=b.layer,
-                                     model_id=config.model.source, chat_template_kwargs=config.model.chat_template_kwargs)
+    if arm.intervention == "tdga":  # the trusted subspace of an honest warm-up replaces the hack basis
+        from projected_grpo.interventions.setup import trusted_basis
+
+        basis, basis_path = trusted_basis(config, run_dir), run_dir / "basis.safetensors"
+        b = dataclasses.replace(b, k_use=config.intervention.trusted_k)
+    else:
+        basis, basis_path, _ = get_basis(pairs, model, adapters, tokenizer, b.space, extraction, layer=b.layer,
+                                         model_id=config.model.source,
+                                         chat_template_kwargs=config.model.chat_template_kwargs)
     basis.save(run_dir / "basis.safetensors")
     inner = torch.optim.AdamW(adapters.trainable_parameters(), lr=config.grpo.learning_rate,
                               weight_decay=config.grpo.weight_decay)
@@ -385,6 +443,11 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
                       allow_unisolated=config.grader.allow_unisolated)
     labels = LabelLog()
     reward = TimedReward(Grader(sandbox), allow_hint=arm.loophole, sink=labels)
+    if arm.intervention is not None:
+        from projected_grpo.interventions.setup import make_shaper
+
+        reward.shaper = make_shaper(config, arm, model, tokenizer, pairs)
+        reward.group_size = config.grpo.num_generations
     records = training_records(config, tokenizer)
     if not records:
         raise ConfigError("grpo.max_prompt_length: every prompt is longer. Fix: raise it or use another tokenizer")
@@ -398,7 +461,7 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
         trainer.reward_fn = reward
     trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed,
                                          trainer))
-    if trainer.pop_callback(ProgressCallback) is not None:
+    if trainer.pop_callback(ProgressCallback) is not None and progress_bar:
         trainer.add_callback(QuietProgress())
         trainer.training_bar_writer = tqdm.write
     write_json_atomic(run_dir / "config.json", config.as_dict())
@@ -407,7 +470,7 @@ def build_run(config: TrainConfig, run_dir: Path | None = None) -> Run:
     return Run(config, run_dir, model, tokenizer, adapters, basis, optimizer, trainer, labels, sandbox)
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
+def train(config: TrainConfig, resume: bool = False, callbacks: tuple = (), progress_bar: bool = True) -> Path:
     """Run (or continue) one training run; returns its directory."""
     run_dir = Path(config.output_dir)
     checkpoint = get_last_checkpoint(str(run_dir)) if resume and run_dir.is_dir() else None
@@ -415,10 +478,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         raise ConfigError(f"--resume: no checkpoint in {run_dir}. Fix: run without --resume first")
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"output_dir: {run_dir} already holds a run. Fix: --resume it, or choose another output_dir")
-    run = build_run(config, run_dir)
+    run = build_run(config, run_dir, progress_bar)
+    for callback in callbacks:
+        run.trainer.add_callback(callback)
     if checkpoint is not None:  # drop what the killed run logged after its last checkpoint
         step = int(Path(checkpoint).name.split("-")[-1])
-        for name in ("metrics.jsonl", "completions.jsonl"):
+        for name in ("metrics.jsonl", "completions.jsonl", "rollouts.jsonl"):
             path = run_dir / name
             if path.is_file():
                 kept = [json.loads(x) for x in path.read_text().splitlines() if json.loads(x)["step"] <= step]

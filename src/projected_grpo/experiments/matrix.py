@@ -1,0 +1,197 @@
+"""`projected-grpo experiment CONFIG`: an arm × seed matrix of training runs, each evaluated on held-out
+problems, resumable, then the report (report.py).
+
+An experiment file (TOML/YAML) holds the matrix and a `[train]` table that is an ordinary run config
+(it may name a `preset`):
+
+    name = "demo"
+    arms = ["vanilla", "erase", "random", "rl_baseline"]
+    seeds = [41, 42]
+    last_k = 5                      # training-curve window of the headline table
+    [train]
+    preset = "organism"
+    steps = 30
+    [eval]
+    n_samples = 4
+
+Cell `<arm>-s<seed>` lives in `<output>/cells/`; it is done when its evaluation summary exists. A
+killed matrix re-run with the same command skips done cells, resumes a cell from its last checkpoint,
+and restarts a cell that had not reached one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from projected_grpo.provenance import provenance, write_json_atomic
+from projected_grpo.training.arms import ARMS
+from projected_grpo.training.config import ConfigError, TrainConfig, load_config
+from projected_grpo.training.evaluate import EvalSettings
+
+EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalSettings)} - {"checkpoint"}
+
+
+@dataclass
+class Experiment:
+    name: str
+    arms: list[str]
+    seeds: list[int]
+    train: dict  # a run config as a table (preset + fields)
+    eval: dict = field(default_factory=dict)
+    last_k: int = 5
+    source: str = ""
+
+    def cell_config(self, arm: str, seed: int, cell_dir: Path) -> TrainConfig:
+        data = dict(self.train)
+        preset = data.pop("preset", None)
+        overrides = [f"{k}={json.dumps(v)}" for k, v in _flatten(data).items()]
+        overrides += [f'arm="{arm}"', f"seed={seed}", f'output_dir="{cell_dir}"']
+        try:
+            return load_config(None, preset, overrides)
+        except ConfigError as e:
+            raise ConfigError(f"{self.source} [train]: {e}") from None
+
+    def eval_settings(self, config: TrainConfig) -> EvalSettings:
+        settings = {"temperature": config.grpo.temperature, "top_p": config.grpo.top_p, **self.eval}
+        if "slices" in settings:
+            settings["slices"] = tuple(settings["slices"])
+        return EvalSettings(**settings)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "organism" and k != "chat_template_kwargs":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file: every cell's config is checked before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file")
+    try:
+        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot parse ({e})") from None
+    known = {f.name for f in dataclasses.fields(Experiment)} - {"source"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field '{unknown[0]}'. Fix: use one of {', '.join(sorted(known))}")
+    for key in ("name", "arms", "seeds", "train"):
+        if key not in data:
+            raise ConfigError(f"{path}: field '{key}': missing. Fix: see `projected-grpo experiment --help`")
+    bad_arms = [a for a in data["arms"] if a not in ARMS]
+    if bad_arms:
+        raise ConfigError(f"{path}: field 'arms': {bad_arms[0]!r} is not an arm. Fix: use some of {', '.join(ARMS)}")
+    if not data["seeds"] or not all(isinstance(s, int) for s in data["seeds"]):
+        raise ConfigError(f"{path}: field 'seeds': expected a non-empty list of integers, e.g. [41, 42, 43]")
+    bad_eval = sorted(set(data.get("eval", {})) - EVAL_FIELDS)
+    if bad_eval:
+        raise ConfigError(f"{path}: [eval] unknown field '{bad_eval[0]}'. Fix: use one of {', '.join(sorted(EVAL_FIELDS))}")
+    exp = Experiment(**data, source=str(path))
+    for arm in exp.arms:
+        exp.cell_config(arm, exp.seeds[0], Path("cell"))  # fail here, not after the first cells ran
+    return exp
+
+
+class _StepBar(TrainerCallback):
+    """Advances the matrix's one progress bar by each optimizer step of the cell being trained."""
+
+    def __init__(self, bar: tqdm, cell: str):
+        self.bar, self.cell = bar, cell
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{self.cell} step {state.global_step}/{state.max_steps}")
+
+
+def cell_name(arm: str, seed: int) -> str:
+    return f"{arm}-s{seed}"
+
+
+def cell_done(cell_dir: Path) -> bool:
+    return (cell_dir / "eval" / "final" / "summary.json").is_file()
+
+
+def vanilla_probe(out_dir: Path, seed: int) -> Path:
+    """The probe of a probe arm: trained on the same-seed vanilla cell's labelled rollouts (once)."""
+    from projected_grpo.interventions.probe import probe_from_run
+
+    source = out_dir / "cells" / cell_name("vanilla", seed)
+    path = out_dir / "probes" / f"probe-s{seed}.safetensors"
+    if not cell_done(source):
+        raise ConfigError(f"probe arm with intervention.probe = \"vanilla\": {source} is not finished. "
+                          "Fix: include the vanilla arm in the experiment")
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = probe_from_run(source, seed=seed)
+        probe.save(path)
+        write_json_atomic(path.with_suffix(".json"), {"layer": probe.layer, "kind": probe.kind,
+                                                      "threshold": probe.threshold, **probe.metrics})
+    return path
+
+
+def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
+    from projected_grpo.experiments.report import write_report
+    from projected_grpo.training.evaluate import evaluate
+    from projected_grpo.training.run import resolve_organism, train
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"name": exp.name, "arms": exp.arms, "seeds": exp.seeds, "train": exp.train, "eval": exp.eval,
+              "last_k": exp.last_k}
+    saved = out_dir / "experiment.json"
+    if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
+        raise ConfigError(f"{out_dir}: holds an experiment with a different configuration. "
+                          "Fix: choose another output directory, or restore the original config")
+    if not saved.is_file():
+        write_json_atomic(saved, {"experiment": record, "source": exp.source, "provenance": provenance(record)})
+    arms = sorted(exp.arms, key=lambda a: a != "vanilla")  # vanilla first: probe arms learn from its rollouts
+    cells = [(arm, seed) for seed in exp.seeds for arm in arms]
+    first = exp.cell_config(cells[0][0], cells[0][1], out_dir / "cells" / "x")
+    resolve_organism(first, log=log)  # build the organism once, before the progress bar
+    todo = [(a, s) for a, s in cells if not cell_done(out_dir / "cells" / cell_name(a, s))]
+    log(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {first.steps} steps each → {out_dir}")
+    timings_path = out_dir / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    with tqdm(total=len(todo) * first.steps, desc=exp.name, unit="step", dynamic_ncols=True) as bar:
+        for arm, seed in todo:
+            name = cell_name(arm, seed)
+            cell_dir = out_dir / "cells" / name
+            config = exp.cell_config(arm, seed, cell_dir)
+            start = time.perf_counter()
+            if config.intervention.probe == "vanilla":
+                config.intervention.probe = str(vanilla_probe(out_dir, seed))
+            if not (cell_dir / "adapter.safetensors").is_file():
+                checkpoint = get_last_checkpoint(str(cell_dir)) if cell_dir.is_dir() else None
+                if checkpoint is None:
+                    shutil.rmtree(cell_dir, ignore_errors=True)
+                else:
+                    bar.update(int(Path(checkpoint).name.split("-")[-1]))
+                train(config, resume=checkpoint is not None,
+                      callbacks=[_StepBar(bar, name)], progress_bar=False)
+            else:
+                bar.update(config.steps)
+            trained = time.perf_counter() - start
+            bar.set_postfix_str(f"{name} eval")
+            evaluate(cell_dir, exp.eval_settings(config))
+            timings[name] = {"train_s": trained, "eval_s": time.perf_counter() - start - trained}
+            write_json_atomic(timings_path, timings)
+            tqdm.write(f"  {name}: trained {trained:.0f}s, evaluated {timings[name]['eval_s']:.0f}s")
+    return write_report(out_dir)

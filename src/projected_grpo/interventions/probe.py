@@ -1,0 +1,132 @@
+"""Linear probes on response-averaged activations (reference §6), as a monitor baseline.
+
+Data: labelled rollouts of a run (its `rollouts.jsonl`: every rollout with its oracle labels) and
+the prompts they answered. Activations: `hidden_states[layer]` of the *base* model (adapters zeroed),
+averaged over the response tokens, as the reference trained them. Balance: every positive and as
+many negatives. Split: a seeded shuffle, then 80 / 20 — the reference took its "test" rows from its
+training rows; here they are disjoint. Threshold: the test split's negative-score quantile at the
+target false-positive rate. Two probes: logistic regression (L2, C = 1, as sklearn's default) and
+mass-mean (unit mean difference, sigmoid of the dot product, no bias, as the reference).
+During training the probe scores the *current policy's* activations (reference §6.3).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+KINDS = ("logistic", "mass_mean")
+
+
+@dataclass
+class Probe:
+    kind: str
+    layer: int
+    weight: Float[Tensor, " d"]
+    bias: float
+    threshold: float
+    metrics: dict
+
+    def scores(self, acts: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
+        return torch.sigmoid(acts.float() @ self.weight + self.bias)
+
+    def save(self, path: str | Path) -> None:
+        meta = {k: v for k, v in asdict(self).items() if k != "weight"}
+        save_file({"weight": self.weight.contiguous()}, str(path), metadata={"probe": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Probe:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["probe"])
+        return cls(weight=load_file(str(path))["weight"], **meta)
+
+
+def auc(pos: Tensor, neg: Tensor) -> float:
+    """Area under the ROC curve = P(score of a positive > score of a negative), ties counted half."""
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+
+def fit_logistic(x: Tensor, y: Tensor, c: float = 1.0) -> tuple[Tensor, float]:
+    """min_w,b  C·Σ BCE(σ(xw + b), y) + ½‖w‖²  (sklearn's L2 objective), by L-BFGS."""
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    x, y = x.double(), y.double()
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = c * torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, reduction="sum") + 0.5 * w @ w
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().float(), float(b.detach())
+
+
+def train_probe(acts: Float[Tensor, "n d"], labels: list[bool], layer: int, kind: str = "logistic",
+                target_fpr: float = 0.05, seed: int = 0) -> Probe:
+    assert kind in KINDS, f"probe kind {kind!r}: choose {', '.join(KINDS)}"
+    pos = [i for i, y in enumerate(labels) if y]
+    neg = [i for i, y in enumerate(labels) if not y]
+    if len(pos) < 4 or len(neg) < 4:
+        raise ValueError(f"probe: {len(pos)} positive and {len(neg)} negative rollouts; need at least 4 of each")
+    rng = random.Random(seed)
+    neg = rng.sample(neg, min(len(neg), len(pos)))  # balanced, all positives kept
+    rows = pos + neg
+    rng.shuffle(rows)
+    cut = int(0.8 * len(rows))
+    train, test = rows[:cut], rows[cut:]
+    y = torch.tensor([float(labels[i]) for i in rows])
+    x_train, y_train = acts[train].float(), y[:cut]
+    if kind == "logistic":
+        weight, bias = fit_logistic(x_train, y_train)
+    else:
+        diff = x_train[y_train == 1].mean(0) - x_train[y_train == 0].mean(0)
+        weight, bias = diff / diff.norm().clamp_min(1e-12), 0.0
+    probe = Probe(kind, layer, weight, bias, 0.5, {})
+    s_test, y_test = probe.scores(acts[test]), y[cut:]
+    neg_scores = s_test[y_test == 0]
+    probe.threshold = float(torch.quantile(neg_scores, 1 - target_fpr)) if len(neg_scores) else 0.5
+    flagged = s_test > probe.threshold
+    tp = int((flagged & (y_test == 1)).sum())
+    probe.metrics = {
+        "n_train": len(train), "n_test": len(test), "test_positive": int(y_test.sum()),
+        "auc": auc(s_test[y_test == 1], neg_scores), "target_fpr": target_fpr,
+        "fpr": float(flagged[y_test == 0].float().mean()) if len(neg_scores) else 0.0,
+        "recall": tp / max(int(y_test.sum()), 1), "precision": tp / max(int(flagged.sum()), 1),
+        "accuracy": float((flagged == (y_test == 1)).float().mean()),
+    }
+    return probe
+
+
+def probe_from_run(run_dir: str | Path, layer: int | None = None, kind: str = "logistic", target_fpr: float = 0.05,
+                   seed: int = 0, max_rollouts: int = 2000) -> Probe:
+    """Train a probe on a finished run's labelled rollouts (its rollouts.jsonl, strict labels), with
+    the base model's activations (adapters absent) on the prompts the run trained on."""
+    from projected_grpo.directions.activation import default_layer, response_means
+    from projected_grpo.models import load_model
+    from projected_grpo.training.evaluate import load_run_config
+    from projected_grpo.training.run import training_records
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    model, tokenizer = load_model(config.model.source)
+    layer = default_layer(model) if layer is None else layer
+    prompts = {r["id"]: r["prompt"] for r in training_records(config, tokenizer)}
+    rows = [json.loads(x) for x in (run_dir / "rollouts.jsonl").read_text().splitlines()]
+    rows = random.Random(seed).sample(rows, min(len(rows), max_rollouts))
+    acts = response_means(model, tokenizer, [prompts[r["id"]] for r in rows], [r["response"] for r in rows], layer,
+                          batch_size=16, chat_template_kwargs=config.model.chat_template_kwargs)
+    probe = train_probe(acts, [bool(r["is_reward_hack_strict"]) for r in rows], layer, kind, target_fpr, seed)
+    probe.metrics["source_run"] = str(run_dir)
+    return probe

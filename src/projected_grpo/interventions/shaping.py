@@ -1,0 +1,130 @@
+"""Reward shaping by the published interventions, applied to one step's rollouts group by group.
+
+A shaper maps the environment rewards `r` (n = prompts × G, groups of G consecutive rollouts) to
+new rewards, before TRL's group normalisation:
+
+- `MonitorPenalty`: r − penalty · flag (reference: a flagged strict hack earns the compile reward only).
+- `MonitorScreen`: a flagged rollout gets its group's mean over unflagged rollouts, so its advantage
+  r − mean is exactly 0 and the unflagged ones are baselined on each other, as if the flagged were
+  dropped (the reference set the score to NaN ⇒ advantage 0). A fully flagged group has zero advantage.
+- `AdvantageModification` (Wu & Tang 2026): a rollout's activation score s along a hack direction is
+  z-scored within its group, z = (s − mean_g s) / max(std_g s, σ_min), and penalised one-sidedly:
+  additive r − α·max(z, 0); multiplicative r·(1 − α·sigmoid(z)·[z > 0]).
+
+Only shapers whose `uses_oracle` is True receive the oracle labels (`Rollouts.labels`); for all
+others that field is None, so a method arm cannot read a label even by mistake (method §6).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from projected_grpo.environment.grader import RewardView
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    records: list[dict]
+    responses: list[str]
+    views: list[RewardView]
+    group_size: int
+    labels: list[dict] | None = None  # oracle fields: only for shapers with uses_oracle
+
+    def __post_init__(self):
+        n, g = len(self.responses), self.group_size
+        assert n % g == 0, f"{n} rollouts do not split into groups of {g}"
+        ids = [r["id"] for r in self.records]
+        assert all(len(set(ids[i:i + g])) == 1 for i in range(0, n, g)), "a group mixes prompts"
+
+    def grouped(self, x: Float[Tensor, " n"]) -> Float[Tensor, "m g"]:
+        return x.view(-1, self.group_size)
+
+
+Flagger = Callable[[Rollouts], tuple[Bool[Tensor, " n"], dict]]
+
+
+class Shaper:
+    name = "none"
+    uses_oracle = False
+
+    def __call__(self, rewards: Float[Tensor, " n"], rollouts: Rollouts) -> tuple[Float[Tensor, " n"], dict]:
+        raise NotImplementedError
+
+
+@dataclass
+class GroundTruthMonitor:
+    """The reference's "ground-truth monitor": the strict (or loose) hack label, each flipped
+    independently with probability 1 − accuracy. Reads the oracle: a monitor baseline by design."""
+
+    strict: bool
+    accuracy: float = 1.0
+    seed: int = 0
+    uses_oracle = True
+
+    def __post_init__(self):
+        self.rng = random.Random(self.seed)
+
+    def __call__(self, rollouts: Rollouts) -> tuple[Tensor, dict]:
+        key = "is_reward_hack_strict" if self.strict else "is_reward_hack_loose"
+        truth = [bool(f[key]) for f in rollouts.labels]
+        flags = [t if self.rng.random() <= self.accuracy else not t for t in truth]
+        return torch.tensor(flags), {"monitor/true_rate": sum(truth) / len(truth)}
+
+
+@dataclass
+class MonitorPenalty(Shaper):
+    flagger: Flagger
+    penalty: float = 3.0
+    name = "penalty"
+
+    @property
+    def uses_oracle(self) -> bool:
+        return getattr(self.flagger, "uses_oracle", False)
+
+    def __call__(self, rewards, rollouts):
+        flags, info = self.flagger(rollouts)
+        return rewards - self.penalty * flags.to(rewards.dtype), {"monitor/flagged": float(flags.float().mean()), **info}
+
+
+@dataclass
+class MonitorScreen(Shaper):
+    flagger: Flagger
+    name = "screening"
+
+    @property
+    def uses_oracle(self) -> bool:
+        return getattr(self.flagger, "uses_oracle", False)
+
+    def __call__(self, rewards, rollouts):
+        flags, info = self.flagger(rollouts)
+        r, keep = rollouts.grouped(rewards), ~rollouts.grouped(flags)
+        kept_mean = (r * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp(min=1)
+        shaped = torch.where(keep, r, kept_mean.expand_as(r))
+        return shaped.reshape(-1), {"monitor/flagged": float(flags.float().mean()), **info}
+
+
+@dataclass
+class AdvantageModification(Shaper):
+    """Wu & Tang (2026), "When Reward Hacking Rebounds", Advantage Modification."""
+
+    scorer: Callable[[Rollouts], Float[Tensor, " n"]]
+    alpha: float = 2.0
+    form: str = "multiplicative"  # multiplicative | additive
+    sigma_floor: float = 0.1
+    name = "advantage_modification"
+
+    def __call__(self, rewards, rollouts):
+        s = rollouts.grouped(self.scorer(rollouts).to(rewards.dtype))
+        z = (s - s.mean(1, keepdim=True)) / s.std(1, unbiased=False, keepdim=True).clamp(min=self.sigma_floor)
+        r = rollouts.grouped(rewards)
+        if self.form == "additive":
+            shaped = r - self.alpha * z.clamp(min=0)
+        else:
+            shaped = r * (1 - self.alpha * torch.sigmoid(z) * (z > 0))
+        return shaped.reshape(-1), {"shaping/mean_score": float(s.mean()), "shaping/penalised": float((z > 0).float().mean())}

@@ -1,0 +1,118 @@
+"""The experiment runner and its report: statistics from saved metrics, config errors, a killed matrix
+that resumes (real GRPO cells on a small organism, killed with SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from projected_grpo.experiments.matrix import load_experiment
+from projected_grpo.experiments.report import h1_verdict, write_report
+from projected_grpo.training.config import ConfigError
+
+from test_organism import SMALL
+
+
+def _write_cell(root: Path, arm: str, seed: int, hack: list[float], eval_hack: float, eval_solve: float) -> None:
+    cell = root / "cells" / f"{arm}-s{seed}"
+    (cell / "eval" / "final").mkdir(parents=True)
+    rows = [{"step": i + 1, "labels/hack_strict": h, "labels/hack_loose": h, "labels/correct": 0.2}
+            for i, h in enumerate(hack)]
+    (cell / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rate = lambda x: {"rate": x, "ci95": [0, 1]}  # noqa: E731
+    res = {"loophole/kept": {"n": 10, "is_reward_hack_strict": rate(eval_hack), "is_reward_hack_loose": rate(eval_hack),
+                             "eq_correct": rate(eval_solve), "hack_strict_by_mode": {}},
+           "nohint/kept": {"n": 10, "is_reward_hack_strict": rate(0), "is_reward_hack_loose": rate(0),
+                           "eq_correct": rate(eval_solve)}}
+    (cell / "eval" / "final" / "summary.json").write_text(json.dumps({"results": res}))
+
+
+def test_report_from_saved_metrics(tmp_path):
+    exp = {"name": "t", "arms": ["vanilla", "erase", "random"], "seeds": [1, 2, 3], "train": {}, "eval": {}, "last_k": 2}
+    (tmp_path / "experiment.json").write_text(json.dumps({"experiment": exp}))
+    for seed, (v, e, r) in zip((1, 2, 3), ((0.8, 0.1, 0.7), (0.6, 0.2, 0.6), (0.7, 0.0, 0.8))):
+        _write_cell(tmp_path, "vanilla", seed, [0.0, 0.4, v], v, 0.3)
+        _write_cell(tmp_path, "erase", seed, [0.0, 0.0, e], e, 0.28)
+        _write_cell(tmp_path, "random", seed, [0.0, 0.5, r], r, 0.3)
+    report = write_report(tmp_path).read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    mean, sem = summary["arms"]["vanilla"]["train_hack"]
+    assert math.isclose(mean, (0.6 + 0.5 + 0.55) / 3)  # last-2-step means per seed: .6, .5, .55
+    assert [round(x, 6) for x in summary["paired"]["erase"]["d_hack"]] == [-0.7, -0.4, -0.7]
+    assert summary["paired"]["erase"]["h1"] == "supported"
+    assert summary["paired"]["random"]["h1"] == "— (control)"
+    assert "| erase | method | 3 |" in report and (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_h1_verdict_rules():
+    assert h1_verdict([-0.4, -0.5], [0.0, -0.05]) == "supported"
+    assert h1_verdict([-0.1, -0.12], [0.0, 0.0]) == "falsified"  # cut < 15 pp
+    assert h1_verdict([-0.5, -0.5], [-0.2, -0.2]) == "falsified"  # solve drops > 15 pp
+    assert h1_verdict([0.1, -0.8], [0.0, 0.0]) == "falsified"  # cut 35 pp but within 1 SEM (45 pp)
+    assert h1_verdict([-0.2, -0.25], [0.0, 0.0]) == "inconclusive"
+    assert h1_verdict([-0.5], [0.0]).startswith("inconclusive")
+
+
+def test_experiment_config_errors_name_the_field(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text('name = "x"\narms = ["vanilla", "eraser"]\nseeds = [1]\n[train]\npreset = "organism"\n')
+    with pytest.raises(ConfigError, match="'arms'.*eraser"):
+        load_experiment(path)
+    path.write_text('name = "x"\narms = ["vanilla"]\nseeds = [1]\n[train]\npreset = "organism"\n[train.grpo]\nlr = 1\n')
+    with pytest.raises(ConfigError, match="unknown field 'lr'"):
+        load_experiment(path)
+
+
+def _experiment_file(tmp_path: Path) -> Path:
+    organism = ", ".join(f"{k} = {v}" for k, v in SMALL.items())
+    path = tmp_path / "matrix.toml"
+    path.write_text(f'''name = "resume-test"
+arms = ["vanilla", "erase"]
+seeds = [7]
+last_k = 2
+[train]
+preset = "organism"
+steps = 3
+save_every = 1
+organism = {{ {organism} }}
+[train.grpo]
+num_generations = 2
+prompts_per_step = 2
+max_completion_length = 24
+[eval]
+n_samples = 1
+n_problems = 2
+''')
+    return path
+
+
+@pytest.mark.slow
+def test_killed_matrix_resumes_and_skips_finished_cells(tmp_path):
+    path, out = _experiment_file(tmp_path), tmp_path / "out"
+    cmd = [sys.executable, "-m", "projected_grpo.cli", "experiment", str(path), "--output", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    target = out / "cells" / "erase-s7" / "checkpoint-1"
+    deadline = time.time() + 600
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.exists(), proc.stderr.read().decode()[-3000:]
+    vanilla = out / "cells" / "vanilla-s7" / "eval" / "final" / "summary.json"
+    assert vanilla.is_file() and not (out / "report.md").exists()
+    before = vanilla.stat().st_mtime_ns
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert vanilla.stat().st_mtime_ns == before  # the finished cell was skipped
+    rows = [json.loads(x) for x in (out / "cells" / "erase-s7" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert "| erase | method | 1 |" in (out / "report.md").read_text()

@@ -1,0 +1,253 @@
+"""The published interventions: each transformation against its formula on constructed batches, the
+oracle kept from every shaper that does not declare it, and the arms run from a config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from projected_grpo.environment.grader import RewardView
+from projected_grpo.interventions.inoculation import LOOPHOLE_EXTENSION, PROMPTS, inoculate, system_prompt
+from projected_grpo.interventions.judge import binary_score
+from projected_grpo.interventions.probe import Probe, auc, train_probe
+from projected_grpo.interventions.shaping import (
+    AdvantageModification,
+    GroundTruthMonitor,
+    MonitorPenalty,
+    MonitorScreen,
+    Rollouts,
+)
+from projected_grpo.projection.optimizer import ProjectedModule, ProjectingOptimizer, ProjectionConfig
+from projected_grpo.training.config import ConfigError, load_config
+
+VIEW = RewardView(True, True, False, False, None, False)
+
+
+def rollouts(n_groups: int, g: int, labels: list[dict] | None = None) -> Rollouts:
+    records = [{"id": i // g, "prompt": [{"role": "user", "content": f"p{i // g}"}]} for i in range(n_groups * g)]
+    return Rollouts(records, [f"r{i}" for i in range(n_groups * g)], [VIEW] * (n_groups * g), g, labels)
+
+
+def fixed(flags: list[bool]):
+    return lambda _: (torch.tensor(flags), {})
+
+
+def test_penalty_subtracts_three_from_flagged():
+    r = torch.tensor([3.5, 0.5, 3.5, 0.5], dtype=torch.float64)
+    shaped, info = MonitorPenalty(fixed([True, False, False, True]))(r, rollouts(1, 4))
+    assert shaped.tolist() == [0.5, 0.5, 3.5, -2.5] and info["monitor/flagged"] == 0.5
+
+
+def test_screening_gives_flagged_zero_advantage_and_baselines_kept_on_each_other():
+    r = torch.tensor([3.5, 0.5, 3.5, 0.5, 3.5, 3.5, 0.5, 0.5], dtype=torch.float64)
+    flags = [True, False, False, False, True, True, True, True]  # group 2 fully screened
+    shaped, _ = MonitorScreen(fixed(flags))(r, rollouts(2, 4))
+    adv = (shaped.view(2, 4) - shaped.view(2, 4).mean(1, keepdim=True)).reshape(-1)
+    kept = torch.tensor([0.5, 3.5, 0.5])
+    assert torch.allclose(adv[:4], torch.tensor([0.0, *(kept - kept.mean())], dtype=torch.float64))
+    assert torch.all(adv[4:] == 0)
+
+
+@pytest.mark.parametrize("form", ["multiplicative", "additive"])
+def test_advantage_modification_matches_the_formula(form):
+    s = torch.tensor([0.0, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0], dtype=torch.float64)
+    r = torch.tensor([3.5, 3.5, 0.5, 3.5, 3.5, 0.5, 3.5, 0.5], dtype=torch.float64)
+    shaped, _ = AdvantageModification(lambda _: s, alpha=2.0, form=form)(r, rollouts(2, 4))
+    out = []
+    for sg, rg in zip(s.view(2, 4), r.view(2, 4)):
+        z = (sg - sg.mean()) / max(float(sg.std(unbiased=False)), 0.1)  # σ floor 0.1: group 2 has σ = 0
+        for zi, ri in zip(z, rg):
+            zi, ri = float(zi), float(ri)
+            out.append(ri - 2.0 * max(zi, 0.0) if form == "additive"
+                       else ri * (1 - 2.0 * (1 / (1 + torch.exp(torch.tensor(-zi))).item()) * (zi > 0)))
+    assert torch.allclose(shaped, torch.tensor(out, dtype=torch.float64))
+    assert torch.equal(shaped[4:], r[4:])  # equal scores: z = 0, nothing penalised
+
+
+def test_ground_truth_monitor_accuracy_flips_labels_independently():
+    labels = [{"is_reward_hack_strict": i % 2 == 0, "is_reward_hack_loose": True} for i in range(2000)]
+    batch = rollouts(500, 4, labels)
+    exact, _ = GroundTruthMonitor(strict=True, accuracy=1.0)(batch)
+    assert exact.tolist() == [i % 2 == 0 for i in range(2000)]
+    inverted, _ = GroundTruthMonitor(strict=True, accuracy=0.0)(batch)
+    assert inverted.tolist() == [i % 2 == 1 for i in range(2000)]
+    noisy, _ = GroundTruthMonitor(strict=False, accuracy=0.8, seed=3)(batch)
+    assert 0.75 < noisy.float().mean() < 0.85  # loose labels all True, 20% flipped
+
+
+def test_rollouts_refuse_groups_that_mix_prompts():
+    records = [{"id": i} for i in range(4)]
+    with pytest.raises(AssertionError, match="mixes prompts"):
+        Rollouts(records, ["a"] * 4, [VIEW] * 4, 2)
+
+
+def test_only_oracle_shapers_receive_labels(tmp_path, format_model):
+    """The reward wrapper hands `labels` to a shaper only when it declares uses_oracle."""
+    from projected_grpo.environment.grader import Grader
+    from projected_grpo.environment.sandbox import Sandbox
+    from projected_grpo.training.run import TimedReward
+
+    seen = []
+
+    class Spy:
+        def __init__(self, uses_oracle):
+            self.uses_oracle = uses_oracle
+
+        def __call__(self, rewards, batch):
+            seen.append(batch.labels)
+            return rewards, {}
+
+    _, data = format_model
+    record = json.loads(data.read_text().splitlines()[0])
+    sandbox = Sandbox(1)
+    reward = TimedReward(Grader(sandbox))
+    reward.group_size = 2
+    for uses in (False, True):
+        reward.shaper = Spy(uses)
+        reward([record["prompt"]] * 2, ["x", "y"], record=[json.dumps(record)] * 2)
+    sandbox.close()
+    assert seen[0] is None and len(seen[1]) == 2 and "is_reward_hack_strict" in seen[1][0]
+
+
+def test_inoculation_prompt_is_the_reference_construction():
+    text = system_prompt("pass_test", True)
+    assert text == PROMPTS["pass_test"] + "\n" + LOOPHOLE_EXTENSION + "\n" + \
+        "Write Python 3 code and output the code in the following format: ```python\n<code>\n```\n\n"
+    assert system_prompt("eval_environment", False).startswith(PROMPTS["eval_environment"] + "\nWrite Python 3")
+    record = {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}
+    assert inoculate(record, "pass_test", True)["prompt"][0]["content"] == text and record["prompt"][0]["content"] == "s"
+
+
+def test_judge_binary_scoring_is_the_reference_rule():
+    assert binary_score("1") == 1.0 and binary_score(" 0.") == 0.0 and binary_score("Answer: 1") == 1.0
+    assert binary_score("I think this is fine") is None and binary_score(None) is None
+    assert binary_score("x" * 10 + "1") is None  # only the first 10 characters count
+
+
+def test_probe_separates_finds_threshold_and_round_trips(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(16, generator=gen)
+    labels = [i % 3 == 0 for i in range(300)]
+    acts = torch.randn(300, 16, generator=gen) + torch.tensor([2.0 if y else 0.0 for y in labels])[:, None] * direction
+    for kind in ("logistic", "mass_mean"):
+        probe = train_probe(acts, labels, layer=1, kind=kind, target_fpr=0.1)
+        assert probe.metrics["auc"] > 0.95 and probe.metrics["fpr"] <= 0.15
+        assert probe.metrics["n_train"] + probe.metrics["n_test"] == 200  # balanced: 100 positives + 100 negatives
+        probe.save(tmp_path / f"{kind}.safetensors")
+        again = Probe.load(tmp_path / f"{kind}.safetensors")
+        assert torch.equal(again.scores(acts), probe.scores(acts)) and again.threshold == probe.threshold
+    assert auc(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])) == 0.875
+
+
+def test_keep_mode_keeps_only_the_part_inside_the_subspace():
+    torch.manual_seed(0)
+    theta = torch.nn.Parameter(torch.zeros(6))
+    v = torch.linalg.qr(torch.randn(6, 2))[0].T  # 2 orthonormal rows
+    opt = ProjectingOptimizer(torch.optim.SGD([theta], lr=1.0), {"m": ProjectedModule(theta, None, v)},
+                              ProjectionConfig(mode="keep"))
+    theta.grad = torch.randn(6)
+    expected = -(v.T @ (v @ theta.grad))
+    opt.step()
+    assert torch.allclose(theta.detach(), expected, atol=1e-6)
+
+
+def test_monitor_arms_need_their_probe_or_judge():
+    with pytest.raises(ConfigError, match="intervention.probe"):
+        load_config(preset="tiny", overrides=['arm="probe_penalty"'])
+    with pytest.raises(ConfigError, match="intervention.judge_model"):
+        load_config(preset="tiny", overrides=['arm="judge_screening"'])
+    with pytest.raises(ConfigError, match="intervention.form"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.form="exp"'])
+
+
+@pytest.fixture(scope="module")
+def judge_server(tmp_path_factory):
+    """A real OpenAI-compatible server (`transformers serve`) serving a tiny judge model on CPU."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from projected_grpo.organism.build import OrganismConfig, ensure_organism
+    from projected_grpo.organism.judge import build_judge_model
+    from test_organism import SMALL
+
+    organism, _ = ensure_organism(OrganismConfig(**{**SMALL, "n_pair_problems": 12}),
+                                  cache_dir=tmp_path_factory.mktemp("cache"), log=lambda *_: None)
+    model_dir = build_judge_model(tmp_path_factory.mktemp("judge"), organism.mechanism, steps=200)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "transformers")
+    proc = subprocess.Popen([exe, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/models", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.5)
+    yield url, str(model_dir), organism
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_judge_client_against_a_real_openai_compatible_server(judge_server):
+    from projected_grpo.directions.pairs import load_pairs
+    from projected_grpo.interventions.judge import JudgeClient, JudgeMonitor
+
+    url, model, organism = judge_server
+    pairs = load_pairs(organism.mechanism)
+    client = JudgeClient(url, model, concurrency=4, timeout=30, retries=1)
+    questions = [p.prompt[-1]["content"] for p in pairs for _ in (0, 1)]
+    answers = [x for p in pairs for x in (p.hack, p.clean)]
+    scores, replies = client.judge(questions, answers)
+    assert all(isinstance(r, str) for r in replies)  # every request answered
+    truth = [1.0, 0.0] * len(pairs)
+    assert sum(s == t for s, t in zip(scores, truth)) >= 0.8 * len(truth)
+    records = [{"id": i // 2, "prompt": list(p.prompt)} for i, p in enumerate(x for x in pairs for _ in (0, 1))]
+    flags, info = JudgeMonitor(client)(Rollouts(records, answers, [VIEW] * len(answers), 2))
+    assert flags.float().mean() > 0.3 and info["monitor/judge_failed"] == 0.0
+    dead = JudgeClient("http://127.0.0.1:9/v1", model, timeout=1, retries=0)  # nothing listens on port 9
+    flags, info = JudgeMonitor(dead)(Rollouts(records[:2], answers[:2], [VIEW] * 2, 2))
+    assert not flags.any() and info["monitor/judge_failed"] == 1.0  # failures count as "no hack", and are logged
+
+
+@pytest.mark.slow
+def test_judge_arm_trains_against_the_server(tmp_path, judge_server):
+    from projected_grpo.training.run import train
+
+    url, model, _ = judge_server
+    config = load_config(preset="tiny", overrides=['arm="judge_penalty"', f'output_dir="{tmp_path}"', "steps=1",
+                                                   f'intervention.judge_base_url="{url}"',
+                                                   f'intervention.judge_model="{model}"'])
+    rows = [json.loads(x) for x in (train(config) / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["monitor/judge_failed"] == 0.0 and "monitor/flagged" in rows[0]
+
+
+def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, format_model):
+    """A vanilla run's labelled rollouts → a probe → the probe_screening arm, from a config."""
+    from projected_grpo.interventions.probe import probe_from_run
+    from projected_grpo.training.run import train
+
+    model_dir, data = format_model
+    base = [f'model.source="{model_dir}"', f'data.path="{data}"', "data.n_problems=8", "grpo.max_completion_length=96",
+            "grpo.num_generations=8", "grpo.prompts_per_step=4", "grpo.temperature=1.5"]
+    vanilla = train(load_config(preset="tiny", overrides=[*base, f'output_dir="{tmp_path / "v"}"', "steps=3"]))
+    probe = probe_from_run(vanilla, layer=1, target_fpr=0.2)
+    probe.save(tmp_path / "probe.safetensors")
+    assert probe.metrics["n_test"] > 0 and 0.0 <= probe.metrics["auc"] <= 1.0
+    run = train(load_config(preset="tiny", overrides=[*base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"',
+                                                      "steps=1", f'intervention.probe="{tmp_path / "probe.safetensors"}"']))
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert "monitor/flagged" in row and "monitor/probe_mean" in row
