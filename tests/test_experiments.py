@@ -53,11 +53,12 @@ def test_report_from_saved_metrics(tmp_path):
 
 
 def test_h1_verdict_rules():
-    assert h1_verdict([-0.4, -0.5], [0.0, -0.05]) == "supported"
-    assert h1_verdict([-0.1, -0.12], [0.0, 0.0]) == "falsified"  # cut < 15 pp
-    assert h1_verdict([-0.5, -0.5], [-0.2, -0.2]) == "falsified"  # solve drops > 15 pp
-    assert h1_verdict([0.1, -0.8], [0.0, 0.0]) == "falsified"  # cut 35 pp but within 1 SEM (45 pp)
-    assert h1_verdict([-0.2, -0.25], [0.0, 0.0]) == "inconclusive"
+    assert h1_verdict([-0.4, -0.5, -0.45], [0.0, -0.05, 0.0]) == "supported"
+    assert h1_verdict([-0.4, -0.5], [0.0, -0.05]) == "supported (n = 2; a headline needs ≥ 3 seeds)"
+    assert h1_verdict([-0.1, -0.12, -0.1], [0.0, 0.0, 0.0]) == "falsified"  # cut < 15 pp
+    assert h1_verdict([-0.5, -0.5, -0.5], [-0.2, -0.2, -0.2]) == "falsified"  # solve drops > 15 pp
+    assert h1_verdict([0.1, -0.8, 0.2], [0.0] * 3) == "falsified"  # cut 17 pp, within 1 SEM (32 pp)
+    assert h1_verdict([-0.2, -0.25, -0.2], [0.0, 0.0, 0.0]) == "inconclusive"
     assert h1_verdict([-0.5], [0.0]).startswith("inconclusive")
 
 

@@ -24,11 +24,11 @@ def records():
 
 
 def test_split_is_disjoint_and_covers_every_family():
-    train, held, pairs = split_instances(3, 150, 48, 24)
+    train, held, pairs = split_instances(3, 120, 48, 24)
     keys = [{i.key for i in part} for part in (train, held, pairs)]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     assert {i.family.key for i in held} == {f.key for f in FAMILIES}
-    assert split_instances(3, 150, 48, 24)[1] == held  # seeded
+    assert split_instances(3, 120, 48, 24)[1] == held  # seeded
 
 
 def test_every_family_tier_and_instance_builds_discriminating_tests():

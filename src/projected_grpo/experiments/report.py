@@ -61,11 +61,12 @@ def h1_verdict(d_hack: list[float], d_solve: list[float]) -> str:
         return "inconclusive (needs ≥ 2 seeds)"
     cut, cut_sem = _mean_sem([-x for x in d_hack])
     drop = -sum(d_solve) / len(d_solve)
+    note = "" if len(d_hack) >= 3 else f" (n = {len(d_hack)}; a headline needs ≥ 3 seeds)"
     if cut < 0.15 or drop > 0.15 or cut <= cut_sem:
-        return "falsified"
+        return "falsified" + note
     if cut >= 0.30 and drop <= 0.10:
-        return "supported"
-    return "inconclusive"
+        return "supported" + note
+    return "inconclusive" + note
 
 
 def collect(run_dir: Path) -> tuple[dict, dict]:

@@ -1,7 +1,7 @@
 """`projected-grpo fast-dev-run`: the real pipeline end to end on tiny inputs, in a few minutes.
 
 A format-following tiny model (organism/warmup.py) → basis extraction (real and every control)
-→ every arm for two GRPO steps on real problems → adapter checkpoints → a killed run resumed and
+→ every self-contained arm (probe / judge arms need a probe / a server) for two GRPO steps on real problems → adapter checkpoints → a killed run resumed and
 compared with an uninterrupted one → held-out evaluation of the route run.
 """
 
@@ -50,13 +50,13 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, log=pri
     timings["warm-up model"] = time.perf_counter() - start
     data = default_benchmark_path() or authored
     base = [f'model.source="{model_dir}"', f'data.path="{data}"', f"data.n_problems={problems}", f"steps={steps}",
-            "save_every=1", "grpo.max_completion_length=96", "grpo.learning_rate=0.05"]
+            "save_every=1", "grpo.max_completion_length=96", "grpo.learning_rate=0.05", "intervention.warmup_steps=2"]
 
     def config(name: str, arm: str, extra=()):
         return load_config(preset="tiny", overrides=[*base, f'arm="{arm}"', f'output_dir="{out_dir / name}"', *extra])
 
     arms = {}
-    for arm in ARMS:
+    for arm in [a for a in ARMS if not (ARMS[a].intervention or "").startswith(("probe_", "judge_"))]:
         t = time.perf_counter()
         run_dir = train(config(arm, arm))
         rows = _rows(run_dir)
@@ -82,7 +82,7 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, log=pri
     log("  eval (route): " + ", ".join(f"{k}: hack {v['is_reward_hack_strict']['rate']:.2f} correct "
                                        f"{v['eq_correct']['rate']:.2f}" for k, v in summary["results"].items()))
     timings["total"] = time.perf_counter() - start
-    projection_held = all(a["leak"] <= 1e-6 for name, a in arms.items() if ARMS[name].mode != "measure")
+    projection_held = all(a["leak"] <= 1e-6 for name, a in arms.items() if ARMS[name].mode in ("erase", "route"))
     report = {"arms": arms, "resume_matches": resumed_ok, "projection_held": projection_held,
               "eval": summary["results"], "timings_s": timings, "ok": resumed_ok and projection_held}
     (out_dir / "fast_dev_run.json").write_text(json.dumps(report, indent=2))

@@ -1,0 +1,1 @@
+"""Published interventions as arms: monitors, inoculation, advantage modification, TDGA."""
