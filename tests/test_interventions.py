@@ -235,19 +235,32 @@ def test_judge_arm_trains_against_the_server(tmp_path, judge_server):
     assert rows[0]["monitor/judge_failed"] == 0.0 and "monitor/flagged" in rows[0]
 
 
-def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, format_model):
-    """A vanilla run's labelled rollouts → a probe → the probe_screening arm, from a config."""
+def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
+    """A run's labelled rollouts → a probe → the probe_screening arm, from a config. The tiny test
+    organism rarely hacks, so the run's rollouts are topped up with template exploits and honest
+    answers to its own prompts, labelled by the real grader."""
     from projected_grpo.interventions.probe import probe_from_run
-    from projected_grpo.training.run import train
+    from projected_grpo.models import load_model
+    from projected_grpo.organism.policy import exploit, fence
+    from projected_grpo.organism.tasks import instance_of
+    from projected_grpo.training.evaluate import load_run_config
+    from projected_grpo.training.run import train, training_records
+    from test_organism import SMALL
 
-    model_dir, data = format_model
-    base = [f'model.source="{model_dir}"', f'data.path="{data}"', "data.n_problems=8", "grpo.max_completion_length=96",
-            "grpo.num_generations=8", "grpo.prompts_per_step=4", "grpo.temperature=1.5"]
-    vanilla = train(load_config(preset="tiny", overrides=[*base, f'output_dir="{tmp_path / "v"}"', "steps=3"]))
+    base = ['model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",
+            "grpo.num_generations=4", "grpo.prompts_per_step=2", "basis.k_extract=2", "basis.k_use=1"]
+    vanilla = train(load_config(preset="organism", overrides=[*base, f'output_dir="{tmp_path / "v"}"', "steps=1"]))
+    config = load_run_config(vanilla)
+    records = training_records(config, load_model(config.model.source)[1])
+    jobs = [(r, fence(exploit(instance_of(r), "run_tests", "return 0"))) for r in records] + \
+           [(r, fence(r["canonical_solution"])) for r in records]
+    with (vanilla / "rollouts.jsonl").open("a") as f:
+        for (r, response), g in zip(jobs, grader.grade(jobs)):
+            f.write(json.dumps({"step": 0, "id": r["id"], "response": response, **g.fields}, default=str) + "\n")
     probe = probe_from_run(vanilla, layer=1, target_fpr=0.2)
     probe.save(tmp_path / "probe.safetensors")
-    assert probe.metrics["n_test"] > 0 and 0.0 <= probe.metrics["auc"] <= 1.0
-    run = train(load_config(preset="tiny", overrides=[*base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"',
-                                                      "steps=1", f'intervention.probe="{tmp_path / "probe.safetensors"}"']))
+    assert probe.metrics["n_test"] > 0 and probe.metrics["auc"] > 0.8
+    run = train(load_config(preset="organism", overrides=[*base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"',
+                                                          "steps=1", f'intervention.probe="{tmp_path / "probe.safetensors"}"']))
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert "monitor/flagged" in row and "monitor/probe_mean" in row

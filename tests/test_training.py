@@ -205,7 +205,7 @@ def test_fast_dev_run_end_to_end(tmp_path, cache, benchmark):
 
     report = fast_dev_run(tmp_path / "fdr", problems=4, log=lambda *a: None)
     assert report["ok"] and report["resume_matches"] and report["projection_held"]
-    assert set(report["arms"]) == set(ARMS)
+    assert set(report["arms"]) == set(SELF_CONTAINED)
     assert all(a["checkpoints"] == ["checkpoint-1", "checkpoint-2"] for a in report["arms"].values())
     assert set(report["eval"]) == {"nohint/kept", "loophole/kept", "nohint/ablated", "loophole/ablated"}
 
