@@ -53,31 +53,14 @@ class Experiment:
     source: str = ""
 
     def cell_config(self, arm: str, seed: int, cell_dir: Path) -> TrainConfig:
-        data = dict(self.train)
-        preset = data.pop("preset", None)
-        overrides = [f"{k}={json.dumps(v)}" for k, v in _flatten(data).items()]
-        overrides += [f'arm="{arm}"', f"seed={seed}", f'output_dir="{cell_dir}"']
-        try:
-            return load_config(None, preset, overrides)
-        except ConfigError as e:
-            raise ConfigError(f"{self.source} [train]: {e}") from None
+        overrides = [f'arm="{arm}"', f"seed={seed}", f'output_dir="{cell_dir}"']
+        return load_config(overrides=overrides, table=self.train, where=f"{self.source} [train]")
 
     def eval_settings(self, config: TrainConfig) -> EvalSettings:
         settings = {"temperature": config.grpo.temperature, "top_p": config.grpo.top_p, **self.eval}
         if "slices" in settings:
             settings["slices"] = tuple(settings["slices"])
         return EvalSettings(**settings)
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "organism" and k != "chat_template_kwargs":
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -50,7 +50,6 @@ Flagger = Callable[[Rollouts], tuple[Bool[Tensor, " n"], dict]]
 
 
 class Shaper:
-    name = "none"
     uses_oracle = False
 
     def __call__(self, rewards: Float[Tensor, " n"], rollouts: Rollouts) -> tuple[Float[Tensor, " n"], dict]:
@@ -78,14 +77,19 @@ class GroundTruthMonitor:
 
 
 @dataclass
-class MonitorPenalty(Shaper):
+class _Monitored(Shaper):
+    """A shaper driven by a monitor's flags; it reads the oracle exactly when its monitor does."""
+
     flagger: Flagger
-    penalty: float = 3.0
-    name = "penalty"
 
     @property
     def uses_oracle(self) -> bool:
         return getattr(self.flagger, "uses_oracle", False)
+
+
+@dataclass
+class MonitorPenalty(_Monitored):
+    penalty: float = 3.0
 
     def __call__(self, rewards, rollouts):
         flags, info = self.flagger(rollouts)
@@ -93,14 +97,7 @@ class MonitorPenalty(Shaper):
 
 
 @dataclass
-class MonitorScreen(Shaper):
-    flagger: Flagger
-    name = "screening"
-
-    @property
-    def uses_oracle(self) -> bool:
-        return getattr(self.flagger, "uses_oracle", False)
-
+class MonitorScreen(_Monitored):
     def __call__(self, rewards, rollouts):
         flags, info = self.flagger(rollouts)
         r, keep = rollouts.grouped(rewards), ~rollouts.grouped(flags)
@@ -117,7 +114,6 @@ class AdvantageModification(Shaper):
     alpha: float = 2.0
     form: str = "multiplicative"  # multiplicative | additive
     sigma_floor: float = 0.1
-    name = "advantage_modification"
 
     def __call__(self, rewards, rollouts):
         s = rollouts.grouped(self.scorer(rollouts).to(rewards.dtype))

@@ -229,8 +229,21 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """Defaults ← preset ← file ← overrides; then validate. Nothing runs before this returns."""
+def _merge_table(config: TrainConfig, data: dict, where: str) -> None:
+    """Merge a config table (a file's, or an experiment's [train]); its `preset` applies first."""
+    data = dict(data)
+    if "preset" in data:
+        name = data.pop("preset")
+        if name not in PRESETS:
+            raise ConfigError(f"{where}: field 'preset': {name!r} is not one of {', '.join(PRESETS)}")
+        _merge_into(config, PRESETS[name], f"preset {name}")
+    _merge_into(config, data, where)
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = (),
+                table: dict | None = None, where: str | None = None) -> TrainConfig:
+    """Defaults ← preset ← file (or `table`, named `where` in errors) ← overrides; then validate.
+    Nothing runs before this returns."""
     config = TrainConfig()
     if preset is not None:
         if preset not in PRESETS:
@@ -242,15 +255,12 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             raise ConfigError(f"{path}: no such config file")
         text = path.read_text()
         try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+            table = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
             raise ConfigError(f"{path}: cannot parse ({e})") from None
-        if "preset" in (data or {}):
-            name = data.pop("preset")
-            if name not in PRESETS:
-                raise ConfigError(f"{path}: field 'preset': {name!r} is not one of {', '.join(PRESETS)}")
-            _merge_into(config, PRESETS[name], f"preset {name}")
-        _merge_into(config, data or {}, str(path))
+        where = str(path)
+    if table:
+        _merge_table(config, table, where)
     for text in overrides:
         keys, value = _parse_override(text)
         nested: dict = {}
@@ -259,7 +269,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             cursor = cursor.setdefault(k, {})
         cursor[keys[-1]] = value
         _merge_into(config, nested, f"override {text!r}")
-    validate(config, str(path) if path else (f"preset {preset}" if preset else "defaults"))
+    validate(config, where or (f"preset {preset}" if preset else "defaults"))
     return config
 
 
