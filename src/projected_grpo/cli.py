@@ -475,7 +475,7 @@ def probe_train(
 
 @app.command()
 def experiment(
-    config: Annotated[Path, typer.Argument(help="Experiment file (TOML/YAML): arms, seeds, [train], [eval].")],
+    config: Annotated[Path, typer.Argument(help="Experiment file (TOML/YAML): arms, seeds, a train table, an eval table.")],
     output: Annotated[Optional[Path], typer.Option(help="Output directory (default: runs/<name>).")] = None,
 ) -> None:
     """Run an arm × seed matrix (resumable: re-run the same command after a kill), evaluate each cell on
