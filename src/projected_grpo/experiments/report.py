@@ -144,7 +144,7 @@ def write_report(run_dir: str | Path) -> Path:
         total = sum(t["train_s"] + t["eval_s"] for t in timings.values())
         lines += ["", f"Wall time of the cells: {total / 60:.1f} min in all ({len(timings)} cells run here)."]
     lines += ["", "![curves](curves.png)", ""]
-    plot_curves(run_dir, exp)
+    plot_curves(run_dir, exp, summary["arms"])
     write_jsonl_atomic(run_dir / "cells.jsonl", [{"arm": a, "seed": s, **v} for (a, s), v in cells.items()])
     write_json_atomic(run_dir / "summary.json", summary)
     report = run_dir / "report.md"
@@ -154,15 +154,23 @@ def write_report(run_dir: str | Path) -> Path:
     return report
 
 
-def plot_curves(run_dir: Path, exp: dict) -> Path:
-    """Hack and solve rate of the training rollouts per step, per arm: mean over seeds, min–max band."""
+STYLE = {"method": "-", "control": "--", "baseline": ":", "monitor": "-.", "published": (0, (5, 1, 1, 1, 1, 1))}
+
+
+def plot_curves(run_dir: Path, exp: dict, arms: dict) -> Path:
+    """Per arm (colour) and kind (line style): hack and solve rate of the training rollouts per step
+    (mean over seeds, min–max band), and the held-out trade-off (hack vs solve, mean ± SEM)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for i, arm in enumerate(exp["arms"]):
+    palette = iter(plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors)
+    colors = {arm: "black" if arm == "vanilla" else next(palette) for arm in exp["arms"]}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    for arm in exp["arms"]:
+        color, style = colors[arm], STYLE[ARMS[arm].kind]
+        width = 2.2 if arm == "vanilla" else 1.4  # route trains exactly like vanilla (θ_hack is only dropped at deployment)
         series = []
         for seed in exp["seeds"]:
             path = run_dir / "cells" / f"{arm}-s{seed}" / "metrics.jsonl"
@@ -174,15 +182,28 @@ def plot_curves(run_dir: Path, exp: dict) -> Path:
         x = [r["step"] for r in series[0][:steps]]
         for ax, key in zip(axes, ("labels/hack_strict", "labels/correct")):
             y = np.array([[r.get(key, 0.0) for r in s[:steps]] for s in series])
-            ax.plot(x, y.mean(0), color=f"C{i}", label=arm)
-            ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.2, linewidth=0)
+            ax.plot(x, y.mean(0), color=color, linestyle=style, linewidth=width, label=f"{arm} ({ARMS[arm].kind})")
+            ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.12, linewidth=0)
+        if arm in arms and not math.isnan(arms[arm]["eval_hack"][0]):
+            (h, h_sem), (v, v_sem) = arms[arm]["eval_hack"], arms[arm]["eval_solve"]
+            axes[2].errorbar(v, h, xerr=np.nan_to_num(v_sem), yerr=np.nan_to_num(h_sem), fmt="o", color=color, capsize=3)
+            axes[2].annotate(arm, (v, h), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     for ax, title in zip(axes, ("hack rate (strict), training rollouts", "solve rate (ground truth), training rollouts")):
         ax.set_title(title)
         ax.set_xlabel("GRPO step")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].legend(title=f"mean, band = min–max over {len(exp['seeds'])} seeds", fontsize=8)
-    fig.tight_layout()
+    axes[2].set_title("held-out, deployed: hack vs solve (± SEM)")
+    axes[2].set_xlabel("solve rate (loophole prompts)")
+    axes[2].set_ylabel("hack rate (strict)")
+    axes[2].set_xlim(-0.02, max(0.5, axes[2].get_xlim()[1]))
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[2].grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False,
+               title=f"mean over {len(exp['seeds'])} seeds, band = min–max")
+    rows = math.ceil(len(labels) / min(6, len(labels)))
+    fig.tight_layout(rect=(0, 0.06 + 0.045 * rows, 1, 1))
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
