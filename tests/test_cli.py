@@ -75,3 +75,11 @@ def test_data_make_errors(tmp_path, benchmark):
     assert bad.exit_code == 2 and "unknown loophole modes" in bad.output
     missing = runner.invoke(app, ["data", "make", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--hint", "nohint"])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_organism_judge_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["organism", "judge", str(tmp_path / "judge")])
+    assert result.exit_code != 0 and "not empty" in result.output
+    assert (tmp_path / "judge" / "keep.txt").read_text() == "mine"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -441,6 +442,32 @@ def organism_build(
                   f"(T = {info['config']['temperature']}), graded by the real grader:")
     for line in format_priors(organism.priors()):
         console.print("  " + line)
+
+
+@organism_app.command("judge")
+def organism_judge(
+    out: Annotated[Path, typer.Argument(help="Directory for the judge model (an HF model directory).")],
+    steps: Annotated[int, typer.Option(help="SFT steps on the organism's mechanism pairs.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the default organism and of the judge's SFT.")] = 0,
+) -> None:
+    """Fine-tune a tiny offline LLM judge for the judge_* arms: it answers the reference's judge prompt
+    with "1" for the hack side of the default organism's pairs and "0" for the clean side.
+
+    Serve it with `transformers serve OUT --port 8000` and set intervention.judge_base_url =
+    "http://127.0.0.1:8000/v1", intervention.judge_model = "OUT".
+    """
+    from projected_grpo.organism.build import OrganismConfig, ensure_organism
+    from projected_grpo.organism.judge import build_judge_model
+
+    if out.exists() and any(out.iterdir()):
+        _fail(f"{out}: exists and is not empty. Fix: choose a new directory")
+    organism, _ = ensure_organism(OrganismConfig(seed=seed), log=console.print)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_judge_model(tmp, organism.mechanism, steps=steps, seed=seed)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    console.print(f"judge model: {out}\nserve it: transformers serve {out} --port 8000")
 
 
 probe_app = typer.Typer(help="Linear probes for the probe-monitor arms.", no_args_is_help=True)
