@@ -23,6 +23,10 @@ def build_judge_model(out_dir: str | Path, pairs_path: str | Path, steps: int = 
     tokenizer = train_bpe_tokenizer([m[0]["content"] for m in prompts] + answers, 1024)
     model = tiny_model("tiny-qwen3", vocab_size=len(tokenizer), hidden=64, layers=2, seed=seed)
     supervised_finetune(model, tokenizer, prompts, answers, steps=steps, lr=3e-3, batch_size=8, seed=seed)
+    # A server stops at the model's eos id, not the tokenizer's: without this the reply runs on past
+    # "<|im_end|>" and a server's output parser may keep a later segment (transformers serve did: "0").
+    for cfg in (model.config, model.generation_config):
+        cfg.eos_token_id, cfg.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     out = Path(out_dir)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
