@@ -159,7 +159,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
             cell_dir = out_dir / "cells" / name
             config = exp.cell_config(arm, seed, cell_dir)
             start = time.perf_counter()
-            if ARMS[arm].intervention in ("probe_penalty", "probe_screening") and config.intervention.probe == "vanilla":
+            if ARMS[arm].monitor == "probe" and config.intervention.probe == "vanilla":
                 config.intervention.probe = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
             if not (cell_dir / "adapter.safetensors").is_file():
                 checkpoint = get_last_checkpoint(str(cell_dir)) if cell_dir.is_dir() else None

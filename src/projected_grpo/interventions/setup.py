@@ -72,11 +72,12 @@ def make_shaper(config, arm, model, tokenizer, pairs) -> Shaper | None:
         v, _ = extract_activation_direction(pairs, model, tokenizer, layer, chat_template_kwargs=kwargs)
         scorer = ActivationScorer(model, tokenizer, layer, v[0], kwargs)
         return AdvantageModification(scorer, i.alpha, i.form, i.sigma_floor)
+    assert arm.monitor is not None, kind
     action = kind.split("_")[1]
     strict = i.strict if i.strict is not None else action == "penalty"  # the reference's defaults
-    if kind.startswith("gt_"):
+    if arm.monitor == "gt":
         flagger = GroundTruthMonitor(strict, i.accuracy, config.seed)
-    elif kind.startswith("probe_"):
+    elif arm.monitor == "probe":
         probe = Probe.load(i.probe)
         scorer = ActivationScorer(model, tokenizer, probe.layer, probe.weight, kwargs)
         flagger = ProbeMonitor(probe, scorer, probe.threshold if i.probe_threshold is None else i.probe_threshold)

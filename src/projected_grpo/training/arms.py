@@ -24,10 +24,16 @@ class Arm:
     description: str = ""
 
     @property
+    def monitor(self) -> str | None:
+        """The detector of a monitor arm (gt | probe | judge), None for every other arm."""
+        source = (self.intervention or "").split("_")[0]
+        return source if source in ("gt", "probe", "judge") else None
+
+    @property
     def kind(self) -> str:
         """method | control | baseline | monitor (oracle-trained, by design) | published (oracle-free)"""
         if self.intervention:
-            return "monitor" if self.intervention.split("_")[0] in ("gt", "probe", "judge") else "published"
+            return "monitor" if self.monitor else "published"
         if self.control != "none" or self.placebo:
             return "control"
         return "method" if self.mode in ("erase", "route") else "baseline"

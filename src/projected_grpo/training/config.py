@@ -288,10 +288,10 @@ def validate(c: TrainConfig, where: str) -> None:
     i, arm = c.intervention, ARMS.get(c.arm)
     if not 0.0 <= i.accuracy <= 1.0:
         raise bad("intervention.accuracy", f"{i.accuracy}", "a probability in [0, 1]")
-    if arm.intervention in ("probe_penalty", "probe_screening") and not i.probe:
+    if arm.monitor == "probe" and not i.probe:
         raise bad("intervention.probe", "missing for a probe arm",
                   "train one with `projected-grpo probe train RUN_DIR`, or in an experiment write \"vanilla\"")
-    if arm.intervention in ("judge_penalty", "judge_screening") and not i.judge_model:
+    if arm.monitor == "judge" and not i.judge_model:
         raise bad("intervention.judge_model", "missing for a judge arm", "name the model the server serves")
     if i.prompt not in PROMPTS:
         raise bad("intervention.prompt", f"{i.prompt!r}", f"one of {', '.join(PROMPTS)}")
