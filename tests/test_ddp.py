@@ -32,7 +32,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, space: str) -> 
     gathered = [torch.zeros_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)
     if rank == 0:
-        torch.save({"gathered": gathered, "leak": opt.last_stats["leak"]}, os.path.join(out_dir, "result.pt"))
+        torch.save({"gathered": gathered, "leak": opt.last_stats["leak_own_basis"]}, os.path.join(out_dir, "result.pt"))
     dist.barrier()  # neither rank tears gloo down while the other still uses it (else: abort at exit)
     dist.destroy_process_group()
 

@@ -39,6 +39,10 @@ def test_presets_load_and_overrides_win(tmp_path):
     ('[data]\nmix = 0.3', "teacher_pool"),
     ('grpo = 3', "is a section"),
     ('[adapter]\nkind = "fixed_a_lora"', "adapter.rank"),
+    ('[basis]\nspace = "activation"\n[projection]\ngate = "one_sided"', "two_sided"),
+    ('[adapter]\nkind = "peft_lora"', "plain LoRA is bilinear"),
+    ('arm = "route"\n[adapter]\nkind = "peft_lora"\n[basis]\nspace = "activation"', "linear in its parameters"),
+    ('[basis]\nheldout = 1.0', "basis.heldout"),
     ('tensorboard = true', "tensorboard package is not installed"),
 ])
 def test_invalid_config_is_one_clear_error_before_any_work(tmp_path, text, message):
@@ -57,7 +61,7 @@ def test_cli_reports_config_errors_and_bad_overrides(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory, benchmark):
+def cache(tmp_path_factory):
     import os
 
     path = tmp_path_factory.mktemp("cache")
@@ -77,7 +81,7 @@ def test_every_arm_trains_logs_and_checkpoints(tmp_path, cache, arm):
     rows = _rows(run_dir)
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
-        assert {"projection/cin", "projection/leak", "labels/hack_strict", "labels/correct", "reward", "time/grading_s"} <= set(r)
+        assert {"projection/cin", "projection/leak_own_basis", "labels/hack_strict", "labels/correct", "reward", "time/grading_s"} <= set(r)
         assert r["labels/n"] == 8
     assert sorted(p.name for p in (run_dir / "checkpoint-2").iterdir()) == [
         "adapter.safetensors", "optimizer.pt", "rng_state.pth", "scheduler.pt", "trainer_state.json"]
@@ -90,7 +94,7 @@ def test_every_arm_trains_logs_and_checkpoints(tmp_path, cache, arm):
     else:
         assert all(p["mode"] == "run_tests" for p in prompts)
     if ARMS[arm].mode in ("erase", "route"):
-        assert max(r["projection/leak"] for r in rows) <= 1e-6
+        assert max(r["projection/leak_own_basis"] for r in rows) <= 1e-6
 
 
 def test_kl_reference_is_the_policy_with_adapters_zeroed(tmp_path, cache):
@@ -175,7 +179,7 @@ def test_projection_acts_during_real_grpo_steps(tmp_path, cache, format_model):
     rows = _rows(run_dir)
     assert any(r["reward_std"] > 0 for r in rows)  # the groups carry a learning signal
     assert any(r["projection/cin"] > 0 for r in rows)
-    assert rows[-1]["projection/quarantine_norm"] > 0 and max(r["projection/leak"] for r in rows) <= 1e-6
+    assert rows[-1]["projection/quarantine_norm"] > 0 and max(r["projection/leak_own_basis"] for r in rows) <= 1e-6
 
 
 def test_eval_samples_grades_and_summarises_route_runs_both_ways(tmp_path, cache, format_model):
@@ -200,7 +204,7 @@ def test_wilson_interval():
     assert wilson(0, 0) == (0.0, 0.0)
 
 
-def test_fast_dev_run_end_to_end(tmp_path, cache, benchmark):
+def test_fast_dev_run_end_to_end(tmp_path, cache):
     from projected_grpo.training.fast_dev_run import fast_dev_run
 
     report = fast_dev_run(tmp_path / "fdr", problems=4, log=lambda *a: None)
@@ -227,3 +231,64 @@ def test_teacher_pool_mixing_freezes_pool_rewards_and_logs_only_the_student(tmp_
     for r in rows:
         assert r["labels/n"] == 4  # 2 prompts × 4 samples, half from the pool: only the student's 4 are labelled
         assert r["reward"] >= 0.5 * 3.5  # the pool's frozen reward (a run_tests hack: 3.5) is in every group
+
+
+def _u_hat(weight, side, v):
+    from projected_grpo.adapters.layers import weight_svd
+
+    u, _, vh = weight_svd(weight, None)
+    h = (vh if side == "reader" else u.T) @ v
+    return (vh.T if side == "reader" else u) @ (h / h.norm())
+
+
+@pytest.mark.parametrize("kind", ["svd", "fixed_a_lora", "peft_lora"])
+def test_activation_space_trains_two_sided_and_keeps_lora_readers_off_u_hat(tmp_path, cache, format_model, kind):
+    """basis.space = activation through real GRPO steps: the two-sided gate is in force, the update has
+    no component left along the basis, LoRA readers were protected once (ΔW û = 0 after training)."""
+    from projected_grpo.adapters.layers import module_side
+    from projected_grpo.directions.basis import Basis
+
+    config = _format_run(tmp_path, format_model, kind)
+    config.basis.space, config.adapter.kind, config.adapter.rank = "activation", kind, 4
+    run = build_run(config, tmp_path / kind)
+    assert run.optimizer.config.gate == "two_sided"
+    run.trainer.train()
+    run.sandbox.close()
+    rows = _rows(tmp_path / kind)
+    assert max(r["projection/leak_own_basis"] for r in rows) <= 1e-6 and "projection/leak_heldout" in rows[-1]
+    v = Basis.load(tmp_path / kind / "basis.safetensors").v_hack[0]
+    moved = 0.0
+    for name, m in run.adapters:
+        if kind == "svd":
+            moved += float(m.trainable.detach().abs().sum())
+            continue
+        delta_w = (m.B @ m.A if kind == "peft_lora" else m.delta_weight(m.trainable)).detach()
+        moved += float(delta_w.abs().sum())
+        if module_side(name, m, v.numel()) == "reader":
+            assert float((delta_w @ _u_hat(m.weight, "reader", v)).abs().max()) <= 1e-5 * float(delta_w.abs().max()) + 1e-9
+        else:
+            assert float((_u_hat(m.weight, "writer", v) @ delta_w).abs().max()) <= 1e-5 * float(delta_w.abs().max()) + 1e-9
+    assert moved > 0  # it trained
+
+
+def test_controls_are_drawn_per_seed_and_the_heldout_leak_can_fail(tmp_path, cache):
+    """The random control is a fresh Haar draw for each training seed (same seed → same draw), and
+    the held-out leak — measured against a basis from pairs the projection never saw — is not zero
+    by construction: the random basis removes nothing hack-ward, and it shows."""
+    from projected_grpo.directions.basis import Basis
+
+    def run(seed, name):
+        return train(load_config(preset="tiny", overrides=[
+            'arm="random"', f"seed={seed}", f'output_dir="{tmp_path / name}"', "steps=2"]))
+
+    a, b, a2 = run(41, "s41"), run(42, "s42"), run(41, "s41-again")
+    va, vb, va2 = (Basis.load(d / "basis.safetensors") for d in (a, b, a2))
+    assert va.meta["seed"] == 41 and vb.meta["seed"] == 42
+    assert any(not torch.equal(va.vectors[n], vb.vectors[n]) for n in va.vectors)
+    assert all(torch.equal(va.vectors[n], va2.vectors[n]) for n in va.vectors)
+    held = Basis.load(a / "basis_heldout.safetensors")
+    assert held.meta["control"] == "none" and held.meta["n_pairs"] == 12  # a quarter of 48, per mode
+    rows = _rows(a)
+    assert max(r["projection/leak_own_basis"] for r in rows) <= 1e-6
+    assert max(r["projection/leak_heldout"] for r in rows) > 1e-3
+    assert all("projection/cout" not in r for r in rows)  # update space: nothing projects the gradient

@@ -1,1 +1,1 @@
-"""Adapters trained by GRPO (SVD knob, fixed-A LoRA, PEFT LoRA) — method.md §1. Not built yet."""
+"""Adapters trained by GRPO (SVD knob, fixed-A LoRA, PEFT LoRA): method.md §1."""

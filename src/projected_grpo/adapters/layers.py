@@ -23,6 +23,20 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 
+READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # read the residual stream (d_in = d)
+WRITERS = ("o_proj", "down_proj")  # write it (d_out = d)
+
+
+def module_side(name: str, layer: nn.Module, d: int) -> str | None:
+    """'reader' (input is the residual stream), 'writer' (output is), or None."""
+    suffix = name.split(".")[-1]
+    if suffix in READERS or (suffix not in WRITERS and layer.in_features == d):
+        return "reader"
+    if suffix in WRITERS or layer.out_features == d:
+        return "writer"
+    return None
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("PROJECTED_GRPO_CACHE", Path.home() / ".cache" / "projected_grpo"))
 

@@ -7,22 +7,23 @@ readers of the residual stream (q, k, v, gate, up): `h = V_mᵀ v_hack`; writers
 `h = U_mᵀ v_hack`. For the δS knob, `ĥ = h/‖h‖` embedded in ℝ^r is that module's single row.
 For a LoRA, `û = V_m ĥ` (readers, acting on A's input side) or `U_m ĥ` (writers, B's output side)
 gives the projector `g − (g û)ûᵀ` / `g − û(ûᵀ g)`. Modules with ‖h‖ < ε are skipped (not fired).
+These rows carry no hack-ward sign in parameter space, so the whole component is removed: the
+activation space always projects with the two-sided gate (the config rejects any other).
 """
 
 from __future__ import annotations
 
 import torch
+from einops import einsum
 from jaxtyping import Float
-from torch import Tensor, nn
+from torch import Tensor
 
-from projected_grpo.adapters.attach import Adapters
-from projected_grpo.adapters.layers import FixedALoRALinear, SVDKnobLinear, weight_svd
+from projected_grpo.adapters.base import Adapters
+from projected_grpo.adapters.layers import FixedALoRALinear, SVDKnobLinear, module_side, weight_svd
+from projected_grpo.adapters.peft_lora import LoRAView
 from projected_grpo.directions.basis import Basis
 from projected_grpo.directions.pairs import Pair, pairset_hash
 from projected_grpo.directions.tokens import completion_batch
-
-READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
-WRITERS = ("o_proj", "down_proj")
 
 
 def default_layer(model) -> int:
@@ -76,16 +77,6 @@ def extract_activation_direction(
     raise ValueError(f"activation method {method!r}: choose mean_diff or pca")
 
 
-def module_side(name: str, layer: nn.Module, d: int) -> str | None:
-    """'reader' (input is the residual stream), 'writer' (output is), or None."""
-    suffix = name.split(".")[-1]
-    if suffix in READERS or (suffix not in WRITERS and layer.in_features == d):
-        return "reader"
-    if suffix in WRITERS or layer.out_features == d:
-        return "writer"
-    return None
-
-
 def weight_direction(weight: Tensor, side: str, v_hack: Float[Tensor, " d"], m: int | None
                      ) -> tuple[Float[Tensor, " m"], Float[Tensor, " d"]]:
     """(h, û) from one SVD of a plain weight: `h` = v_hack in W's top-m singular subspace (`V_mᵀ v` for
@@ -107,7 +98,9 @@ def singular_direction(layer, side: str, v_hack: Float[Tensor, " d"], m: int) ->
 
 def activation_basis(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None,
                      eps: float = 1e-3, meta: dict | None = None) -> Basis:
-    """Per-module single rows for the projecting optimizer (δS knob: ĥ; fixed-A LoRA: û ⊗ I on B)."""
+    """Per-module rows for the projecting optimizer: δS knob ĥ (one row); LoRA writers û ⊗ e_j over
+    flattened B (o × ρ), i.e. `g − û(ûᵀ g)`; PEFT LoRA readers e_j ⊗ û over flattened A (r × d_in),
+    i.e. `g − (g û)ûᵀ`. Fixed-A readers get none: their frozen A is projected once (`protect_readers`)."""
     d = v_hack.numel()
     vectors, fired = {}, 0
     for name, layer in adapters:
@@ -127,45 +120,26 @@ def activation_basis(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | N
             row = torch.zeros(r)
             row[: h.numel()] = (h / h.norm()).cpu()
             vectors[name] = row[None]
-        elif isinstance(layer, FixedALoRALinear) and side == "writer":
-            rho = layer.trainable.shape[1]  # rows û ⊗ e_j over flattened B (o × ρ): removes û(ûᵀ g_B)
-            vectors[name] = torch.einsum("o,jr->jor", u_hat.cpu(), torch.eye(rho)).reshape(rho, -1)
+        elif side == "writer":  # B: o × ρ
+            rho = layer.trainable.shape[1]
+            vectors[name] = einsum(u_hat.cpu(), torch.eye(rho), "o, j r -> j o r").reshape(rho, -1)
+        elif isinstance(layer, LoRAView):  # PEFT reader, A: r × d_in
+            rho = layer.trainable.shape[0]
+            vectors[name] = einsum(torch.eye(rho), u_hat.cpu(), "j r, i -> j r i").reshape(rho, -1)
     return Basis(vectors, {}, {**(meta or {}), "m": m, "eps": eps, "modules_fired": fired,
-                               "modules_total": len(vectors)})
+                               "modules_total": len(vectors)}, v_hack=v_hack.detach().float().cpu()[None])
 
 
-def protect_fixed_a(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None) -> int:
-    """Fixed-A LoRA readers: project û out of the frozen A once, so `ΔW û = B A û = 0` exactly."""
+def protect_readers(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None) -> int:
+    """LoRA readers (fixed-A, PEFT): project û out of A once, so `ΔW û = B A û = 0` exactly. Fixed-A's
+    A is frozen, so it stays so; PEFT's A stays so because its updates are projected off û too."""
     changed = 0
     with torch.no_grad():
         for name, layer in adapters:
-            if isinstance(layer, FixedALoRALinear) and module_side(name, layer, v_hack.numel()) == "reader":
+            if isinstance(layer, (FixedALoRALinear, LoRAView)) and module_side(name, layer, v_hack.numel()) == "reader":
                 _, u_hat = weight_direction(layer.weight, "reader", v_hack, m)
                 a = layer.A.float()
-                layer.A.copy_((a - (a @ u_hat)[:, None] * u_hat[None]).to(layer.A.dtype))
+                u_hat = u_hat.to(a.device)
+                layer.A.copy_((a - einsum(a, u_hat, "r i, i -> r")[:, None] * u_hat[None]).to(layer.A.dtype))
                 changed += 1
     return changed
-
-
-def peft_lora_hooks(model, v_hack: Float[Tensor, " d"], m: int | None = None, eps: float = 1e-3) -> list:
-    """Plain PEFT LoRA (bilinear): project `lora_A.grad` (readers) / `lora_B.grad` (writers) off û."""
-    handles = []
-    d = v_hack.numel()
-    for name, module in model.named_modules():
-        if not (hasattr(module, "lora_A") and hasattr(module, "base_layer")):
-            continue
-        base = module.base_layer
-        side = module_side(name, base, d)
-        if side is None:
-            continue
-        h, u_hat = weight_direction(base.weight, side, v_hack, m)
-        if h.norm() < eps:
-            continue
-        for adapter in module.lora_A:
-            if side == "reader":
-                w = module.lora_A[adapter].weight
-                handles.append(w.register_hook(lambda g, u=u_hat: g - (g @ u.to(g))[:, None] * u.to(g)[None]))
-            else:
-                w = module.lora_B[adapter].weight
-                handles.append(w.register_hook(lambda g, u=u_hat: g - u.to(g)[:, None] * (u.to(g) @ g)[None]))
-    return handles

@@ -19,6 +19,7 @@ class Basis:
     vectors: dict[str, Float[Tensor, "k r"]]
     spectra: dict[str, Float[Tensor, " n"]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    v_hack: Float[Tensor, "k d"] | None = None  # activation space: the residual-stream direction(s)
 
     def top(self, k: int) -> dict[str, Tensor]:
         """The first k rows of each module's basis (extract k=12, use k=5 in the reference)."""
@@ -33,6 +34,8 @@ class Basis:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"V/{n}": v.contiguous().float() for n, v in self.vectors.items()}
         tensors |= {f"S/{n}": s.contiguous().float() for n, s in self.spectra.items()}
+        if self.v_hack is not None:
+            tensors["v_hack"] = self.v_hack.contiguous().float()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file(tensors, str(tmp), metadata={"format": "projected_grpo.basis/1", "meta": json.dumps(self.meta)})
         tmp.replace(path)
@@ -46,7 +49,7 @@ class Basis:
         tensors = load_file(str(path))
         vectors = {k[2:]: v for k, v in tensors.items() if k.startswith("V/")}
         spectra = {k[2:]: v for k, v in tensors.items() if k.startswith("S/")}
-        return cls(vectors, spectra, json.loads(meta["meta"]))
+        return cls(vectors, spectra, json.loads(meta["meta"]), tensors.get("v_hack"))
 
 
 def random_basis(widths: dict[str, int], k: int, seed: int) -> Basis:

@@ -8,6 +8,7 @@ Shipped sets live in `directions/pairsets/`; `load_pairs("leetcode_mechanism")` 
 from __future__ import annotations
 
 import hashlib
+import random
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -80,3 +81,17 @@ def load_pairs(name_or_path: str | Path, modes: tuple[str, ...] | None = None) -
 def pairset_hash(pairs: list[Pair]) -> str:
     blob = json.dumps([[list(p.prompt), p.hack, p.clean, p.mode] for p in pairs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def split_heldout(pairs: list[Pair], share: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """(kept, held out): `round(share × n)` pairs of each mode held out, chosen by a seeded shuffle.
+    The held-out pairs never reach the projection basis; their own basis measures its leak."""
+    kept, held = [], []
+    rng = random.Random(f"heldout:{seed}")
+    for mode in sorted({p.mode for p in pairs}):
+        group = [p for p in pairs if p.mode == mode]
+        order = rng.sample(range(len(group)), len(group))
+        n = round(share * len(group))
+        held += [group[i] for i in sorted(order[:n])]
+        kept += [group[i] for i in sorted(order[n:])]
+    return kept, held

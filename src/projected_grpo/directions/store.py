@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from projected_grpo.adapters.attach import Adapters
+from projected_grpo.adapters.base import Adapters
 from projected_grpo.adapters.layers import default_cache_dir
 from projected_grpo.directions.activation import activation_basis, extract_activation_direction
 from projected_grpo.directions.basis import Basis
@@ -20,17 +20,31 @@ SPACES = ("gradient", "activation")
 
 
 def model_fingerprint(adapters: Adapters) -> str:
-    """Hash of the adapted modules' base weights and the adapter config (what the basis lives in)."""
+    """Hash of every frozen weight of the model (all bytes, not a prefix) and the adapter config:
+    what the basis lives in. Trainable adapter tensors are excluded (zero, or seeded by the config)."""
     h = hashlib.sha256(json.dumps(asdict(adapters.config), sort_keys=True).encode())
-    for name, m in adapters:
-        h.update(name.encode())
-        h.update(m.base.weight.detach().float().cpu().numpy().tobytes()[:65536])
-        h.update(str(tuple(m.base.weight.shape)).encode())
+    for name, p in adapters.model.named_parameters():
+        if not p.requires_grad:
+            t = p.detach().cpu().contiguous()
+            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:16]
 
 
-def basis_key(pairs: list[Pair], adapters: Adapters, space: str, config: ExtractionConfig, extra: dict) -> str:
+def tokenizer_fingerprint(tokenizer, chat_template_kwargs: dict | None) -> str:
+    """Hash of the tokenizer (vocabulary, merges, specials), its chat template and the template's kwargs:
+    the same pairs tokenise differently if any of them changes (e.g. Qwen3's enable_thinking)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    blob = json.dumps({"tokenizer": backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items()),
+                       "specials": tokenizer.special_tokens_map, "template": tokenizer.chat_template,
+                       "kwargs": chat_template_kwargs or {}}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def basis_key(pairs: list[Pair], adapters: Adapters, tokenizer, space: str, config: ExtractionConfig, extra: dict,
+              chat_template_kwargs: dict | None = None) -> str:
     blob = json.dumps({"pairs": pairset_hash(pairs), "model": model_fingerprint(adapters), "space": space,
+                       "tokenizer": tokenizer_fingerprint(tokenizer, chat_template_kwargs),
                        "config": asdict(config), **extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -44,7 +58,8 @@ def get_basis(
     if space not in SPACES:
         raise ValueError(f"space {space!r}: choose gradient or activation")
     extra = {"layer": layer, "method": method, "m": m} if space == "activation" else {}
-    path = Path(cache_dir or default_cache_dir()) / "bases" / f"{basis_key(pairs, adapters, space, config, extra)}.safetensors"
+    key = basis_key(pairs, adapters, tokenizer, space, config, extra, chat_template_kwargs)
+    path = Path(cache_dir or default_cache_dir()) / "bases" / f"{key}.safetensors"
     if path.is_file():
         return Basis.load(path), path, True
     if space == "gradient":

@@ -15,11 +15,7 @@ from projected_grpo.directions.pairsets.author import PROBLEMS, fence
 from projected_grpo.environment.hints import apply_hint
 from projected_grpo.models import tiny_model, train_bpe_tokenizer
 from projected_grpo.organism.sft import supervised_finetune
-
-
-def authored_records() -> list[dict]:
-    """No-hint records of the project's 22 authored problems (reference schema)."""
-    return [p.record(i) for i, p in enumerate(PROBLEMS)]
+from projected_grpo.training.data import authored_records
 
 
 def build_format_model(out_dir: str | Path, steps: int = 150, seed: int = 0) -> tuple[Path, Path]:

@@ -6,7 +6,12 @@ keep only the part of the update inside span(V), as TDGA does with a trusted sub
 Spaces: `grad` projects the gradient before the inner step (reference-compatible, but Adam's first
 moment and per-coordinate scaling rotate the update back into span(V)); `update` (default) lets the
 inner optimizer step, then projects the actual update `Δ = θ_new − θ_old` and writes `θ_old + Δ'`.
-Every mode logs the actual-update leak ‖relu(−VΔ)‖/‖Δ‖: that number says whether projection held.
+Every mode logs the actual update's hack-ward fraction ‖relu(−VΔ)‖/‖Δ‖ twice: `leak_own_basis`
+against the basis it projects with (zero under erase/route by construction: a check of the
+arithmetic; in the vanilla arm a real measurement), and `leak_heldout` against a basis extracted from
+pairs the projection never saw (a leak that can fail: hack-ward movement outside span(V)).
+`cout` (the gradient after projection) exists only in grad space; in update space nothing projects
+the gradient, so it is not logged.
 
 It subclasses `torch.optim.Optimizer` and shares the inner optimizer's `param_groups` and `state`,
 so LR schedulers, gradient clipping, accumulation, accelerate and DDP (whose gradients are
@@ -47,11 +52,13 @@ class ProjectionConfig:
 
 @dataclass
 class ProjectedModule:
-    """One module's trainable vector θ (flattened view), its quarantine, and its basis V (k × r)."""
+    """One module's trainable vector θ (flattened view), its quarantine, its basis V (k × r) and the
+    held-out basis its leak is also measured against (h × r; measurement only)."""
 
     param: nn.Parameter
     quarantine: nn.Parameter | None
     basis: Float[Tensor, "k r"]
+    heldout: Float[Tensor, "h r"] | None = None
 
 
 class ProjectingOptimizer(torch.optim.Optimizer):
@@ -100,22 +107,21 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             if m.quarantine is not None:
                 m.quarantine.grad = None
 
-    def _groups(self) -> list[tuple[list[str], Tensor]]:
-        """Modules whose θ has one shape, with their bases stacked (M × k_max × r, zero rows padded):
-        the step then costs a few batched ops per shape instead of a dozen per module."""
+    def _groups(self) -> list[tuple[list[str], Tensor, Tensor | None]]:
+        """Modules whose θ has one shape, with their bases stacked (M × k_max × r, zero rows padded)
+        and their held-out bases likewise (or None): the step then costs a few batched ops per shape
+        instead of a dozen per module."""
         if self._grouped is None:
             by_shape: dict[tuple, list[str]] = {}
             for name, m in self.modules.items():
                 by_shape.setdefault((tuple(m.param.shape), m.param.dtype), []).append(name)
             groups = []
-            for (shape, _), names in by_shape.items():
-                r = self.modules[names[0]].param.numel()
-                k = max(self.modules[n].basis.shape[0] for n in names)
-                v = torch.zeros(len(names), k, r)
-                for i, n in enumerate(names):
-                    b = self.modules[n].basis
-                    v[i, : b.shape[0]] = b.detach().to("cpu", torch.float64 if b.dtype == torch.float64 else torch.float32)
-                groups.append((names, v))
+            for names in by_shape.values():
+                v = _stack_bases([self.modules[n].basis for n in names], self.modules[names[0]].param.numel())
+                held = [self.modules[n].heldout for n in names]
+                h = None if all(x is None for x in held) else _stack_bases(
+                    [x if x is not None else v.new_zeros(0, v.shape[-1]) for x in held], v.shape[-1])
+                groups.append((names, v, h))
             self._grouped = groups
         return self._grouped
 
@@ -129,13 +135,14 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                 and (self._step_count - 1) % cfg.refresh_every == 0:
             self._refresh()
         groups = []
-        for names, v in self._groups():
+        for names, v, h in self._groups():
             params = [self.modules[n].param for n in names]
             theta = _stacked(params)
             v = v.to(theta.device, theta.dtype)
+            h = h.to(theta.device, theta.dtype) if h is not None else None
             grad = _stacked([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
             c_in = G.batched_hackward_fraction(v, grad)
-            c_out = c_in
+            c_out = None
             if cfg.space == "grad" and cfg.mode != "measure":
                 grad_new, removed = (_keep(v, grad) if cfg.mode == "keep" else
                                      G.batched_project(v, grad, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=1.0))
@@ -145,12 +152,12 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                         q = self.modules[n].quarantine
                         q.grad = removed[i].view_as(q).to(q.dtype)
                 c_out = G.batched_hackward_fraction(v, grad_new)
-            groups.append((names, v, theta, c_in, c_out))
+            groups.append((names, v, h, theta, c_in, c_out))
         before_inner = time.perf_counter()
         self.inner.step()
         after_inner = time.perf_counter()
-        cin, cout, leak, leak_before, moved = [], [], [], [], []
-        for names, v, before, c_in, c_out in groups:
+        cin, cout, leak, leak_held, leak_before, moved = [], [], [], [], [], []
+        for names, v, h, before, c_in, c_out in groups:
             params = [self.modules[n].param for n in names]
             delta = _stacked(params) - before
             if cfg.space == "update" and cfg.mode != "measure":
@@ -165,14 +172,21 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                 moved.append(removed.norm(dim=1))
                 delta = _stacked(params) - before
             cin.append(c_in)
-            cout.append(c_out)
+            if c_out is not None:
+                cout.append(c_out)
             leak.append(G.batched_hackward_fraction(v, -delta))
+            if h is not None:
+                leak_held.append(G.batched_hackward_fraction(h, -delta))
         cat = lambda xs: torch.cat(xs).double()  # noqa: E731
         c_in_all = cat(cin)
-        stats = torch.stack([c_in_all.mean(), cat(cout).mean(), (c_in_all > 1e-6).double().mean(), cat(leak).mean(),
-                             cat(leak_before).mean() if leak_before else cat(leak).mean(),
-                             cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)]).tolist()
-        self.last_stats = dict(zip(("cin", "cout", "fired", "leak", "leak_before_projection", "removed_norm"), stats))
+        named = {"cin": c_in_all.mean(), "fired": (c_in_all > 1e-6).double().mean(), "leak_own_basis": cat(leak).mean(),
+                 "leak_before_projection": cat(leak_before).mean() if leak_before else cat(leak).mean(),
+                 "removed_norm": cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)}
+        if cout:
+            named["cout"] = cat(cout).mean()
+        if leak_held:
+            named["leak_heldout"] = cat(leak_held).mean()
+        self.last_stats = dict(zip(named, torch.stack(list(named.values())).tolist()))
         self.last_stats["quarantine_norm"] = self.quarantine_norm()
         # wall time of the projection's own work (everything in step() but the inner optimizer's step)
         self.last_stats["time_projection_s"] = (before_inner - start) + (time.perf_counter() - after_inner)
@@ -207,6 +221,15 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         return f"ProjectingOptimizer({self.config}, {len(self.modules)} modules, inner={type(self.inner).__name__})"
 
 
+def _stack_bases(bases: list[Tensor], r: int) -> Float[Tensor, "m k r"]:
+    """Bases of one width as one zero-padded stack (fp32, or fp64 when a basis is)."""
+    k = max(b.shape[0] for b in bases)
+    out = torch.zeros(len(bases), k, r, dtype=torch.float64 if any(b.dtype == torch.float64 for b in bases) else torch.float32)
+    for i, b in enumerate(bases):
+        out[i, : b.shape[0]] = b.detach().to("cpu", out.dtype)
+    return out
+
+
 def _keep(v: Float[Tensor, "m k r"], x: Float[Tensor, "m r"]) -> tuple[Tensor, Tensor]:
     """(the part of x inside span(V), the rest); V's rows orthonormal (zero rows allowed)."""
     inside = torch.einsum("mk,mkr->mr", torch.einsum("mkr,mr->mk", v, x), v)
@@ -224,12 +247,14 @@ def _write(targets: list[Tensor], rows: Float[Tensor, "m r"]) -> None:
     torch._foreach_copy_(targets, [r.view_as(t).to(t.dtype) for r, t in zip(rows.unbind(0), targets)])
 
 
-def modules_from_adapters(adapters, bases: dict[str, Tensor]) -> dict[str, ProjectedModule]:
-    """Pair each adapted module with its basis (modules without one get an empty k = 0 basis)."""
+def modules_from_adapters(adapters, bases: dict[str, Tensor], heldout: dict[str, Tensor] | None = None
+                          ) -> dict[str, ProjectedModule]:
+    """Pair each adapted module with its basis (modules without one get an empty k = 0 basis) and,
+    when given, its held-out basis."""
     out = {}
     for name, m in adapters:
-        basis = bases.get(name)
-        if basis is None:
-            basis = torch.zeros(0, m.trainable.numel())
-        out[name] = ProjectedModule(m.trainable, m.quarantine, basis)
+        empty = torch.zeros(0, m.trainable.numel())
+        basis = bases.get(name, empty)
+        held = None if heldout is None else heldout.get(name, empty)
+        out[name] = ProjectedModule(m.trainable, m.quarantine, basis, held)
     return out

@@ -13,6 +13,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "gspo")
+AUTHORED = "authored"  # data.path naming the project's own problems (training/data.py)
 
 
 class ConfigError(ValueError):
@@ -43,13 +44,16 @@ class BasisConfig:
     tau: float = 0.0
     global_floor: float = 0.25
     modes: list | None = None  # extract from these pair modes only (weak-detector test)
-    layer: int | None = None  # activation space
-    seed: int = 0
+    layer: int | None = None  # activation space: residual-stream layer (default ~65% depth)
+    m: int | None = None  # activation space: top-m singular subspace of each W (default: full)
+    heldout: float = 0.25  # share of each mode's pairs kept out of the projection basis; their own basis
+    #                        measures `projection/leak_heldout` every step (a leak that can fail)
+    seed: int = 0  # which pairs are held out (controls draw from the run's seed)
 
 
 @dataclass
 class ProjectionSection:
-    gate: str = "one_sided"
+    gate: str | None = None  # one_sided (gradient space) | two_sided (activation space: the only one) | reverse
     space: str = "update"
     overshoot: float = 1.0
     preserve_magnitude: bool = False
@@ -58,7 +62,7 @@ class ProjectionSection:
 
 @dataclass
 class DataConfig:
-    path: str | None = None  # no-hint records (default: the reference test set)
+    path: str | None = None  # no-hint records JSONL, or "authored" (default: the reference test set)
     eval_path: str | None = None  # held-out records (default: the problems of `path` not trained on)
     hint: str = "simple_overwrite_tests"
     modes: list | None = None  # several loophole modes, one per problem (overrides hint)
@@ -146,11 +150,11 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict] = {
-    "tiny": {  # CI: the real pipeline on a tiny model from config and a few real problems
+    "tiny": {  # CI: the real pipeline on a tiny model from config and a few of the project's own problems
         "steps": 3, "save_every": 2, "log_completion_every": 1, "output_dir": "runs/tiny",
         "model": {"source": "tiny-qwen3"},
         "basis": {"k_extract": 4, "k_use": 2, "global_floor": 0.0},
-        "data": {"n_problems": 4},
+        "data": {"path": AUTHORED, "n_problems": 4},
         "grpo": {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 48, "max_prompt_length": 4096,
                  "learning_rate": 1e-2, "warmup_steps": 0, "temperature": 1.0, "top_p": 1.0},
         "grader": {"workers": 2},
@@ -273,6 +277,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     return config
 
 
+def projection_gate(c: TrainConfig) -> str:
+    """The gate in force: as set, else two_sided for activation-space bases and one_sided otherwise."""
+    return c.projection.gate or ("two_sided" if c.basis.space == "activation" else "one_sided")
+
+
 def validate(c: TrainConfig, where: str) -> None:
     def bad(field_: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}: field '{field_}': {problem}. Fix: {fix}")
@@ -301,16 +310,28 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("data.mix", f"{c.data.mix} with the {c.arm} arm", "use mix = 0 with the published interventions")
     if c.steps < 1:
         raise bad("steps", f"{c.steps}", "at least 1")
-    if c.adapter.kind not in ("svd", "fixed_a_lora"):
-        raise bad("adapter.kind", f"{c.adapter.kind!r}", "svd or fixed_a_lora")
+    if c.adapter.kind not in ("svd", "fixed_a_lora", "peft_lora"):
+        raise bad("adapter.kind", f"{c.adapter.kind!r}", "svd, fixed_a_lora or peft_lora")
     if c.adapter.kind == "fixed_a_lora" and not c.adapter.rank:
         raise bad("adapter.rank", "missing", "fixed_a_lora needs a rank, e.g. 32")
     if c.basis.space not in ("gradient", "activation"):
         raise bad("basis.space", f"{c.basis.space!r}", "gradient or activation")
+    if c.adapter.kind == "peft_lora" and c.basis.space != "activation":
+        raise bad("basis.space", f"{c.basis.space!r} with adapter.kind = \"peft_lora\"",
+                  "set basis.space = \"activation\": plain LoRA is bilinear, so a gradient-space basis drifts (method §1.3)")
+    if c.adapter.kind == "peft_lora" and (arm.mode == "route" or arm.intervention == "tdga"):
+        raise bad("adapter.kind", f"peft_lora with the {c.arm} arm",
+                  "use adapter.kind = \"svd\" or \"fixed_a_lora\": this arm needs an adapter linear in its parameters")
     if not 1 <= c.basis.k_use <= c.basis.k_extract:
         raise bad("basis.k_use", f"{c.basis.k_use} with k_extract={c.basis.k_extract}", "1 <= k_use <= k_extract")
-    if c.projection.gate not in GATES:
+    if not 0.0 <= c.basis.heldout < 1.0:
+        raise bad("basis.heldout", f"{c.basis.heldout}", "a share of the pairs in [0, 1), e.g. 0.25 (0: no held-out leak)")
+    if c.projection.gate is not None and c.projection.gate not in GATES:
         raise bad("projection.gate", f"{c.projection.gate!r}", f"one of {', '.join(GATES)}")
+    if c.basis.space == "activation" and c.projection.gate not in (None, "two_sided"):
+        raise bad("projection.gate", f"{c.projection.gate!r} with basis.space = \"activation\"",
+                  "use two_sided (or leave it unset): activation-space rows carry no hack-ward sign in parameter "
+                  "space, so the whole component is removed (method §2.2)")
     if c.projection.space not in ("grad", "update"):
         raise bad("projection.space", f"{c.projection.space!r}", "grad or update")
     if c.data.modes is not None:
@@ -324,7 +345,7 @@ def validate(c: TrainConfig, where: str) -> None:
     if c.data.mix > 0 and not (c.data.teacher_pool and Path(c.data.teacher_pool).is_file()):
         raise bad("data.teacher_pool", f"{c.data.teacher_pool!r} is not a file while mix > 0",
                   "give a JSONL of graded completions (projected-grpo grade output)")
-    if c.data.path is not None and not Path(c.data.path).is_file():
+    if c.data.path not in (None, AUTHORED) and not Path(c.data.path).is_file():
         raise bad("data.path", f"{c.data.path}: no such file", "give a JSONL of no-hint records")
     g = c.grpo
     if g.loss_type not in LOSS_TYPES:

@@ -17,7 +17,7 @@ import torch
 
 from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
 from projected_grpo.directions.tokens import prompt_ids
-from projected_grpo.environment.dataset import default_benchmark_path, load_records, write_jsonl_atomic
+from projected_grpo.environment.dataset import load_records, write_jsonl_atomic
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.modes import MODES, make_hinted, make_multimode
 from projected_grpo.environment.sandbox import Limits, Sandbox
@@ -25,6 +25,7 @@ from projected_grpo.models import load_model
 from projected_grpo.provenance import provenance, write_json_atomic
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import ConfigError, TrainConfig, _merge_into
+from projected_grpo.training.data import problem_records
 
 RATES = ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened", "exploited")
 
@@ -79,7 +80,7 @@ def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[d
     """Problems the run did not train on (when the data has any left), and whether they are held out."""
     if config.data.eval_path:
         return load_records(config.data.eval_path)[:n_problems], True
-    records = load_records(config.data.path or default_benchmark_path())
+    records = problem_records(config.data.path)
     trained = config.data.n_problems
     held = records[trained:] if trained and trained < len(records) else records
     return held[: n_problems or len(held)], bool(trained and trained < len(records))
@@ -137,11 +138,9 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
     summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
                "n_samples": settings.n_samples, "results": {}}
     max_new = settings.max_new_tokens or config.grpo.max_completion_length
-    saved_q = [m.quarantine.detach().clone() for _, m in adapters]
     for q in settings_for_quarantine:
-        with torch.no_grad():
-            for (_, m), s in zip(adapters, saved_q):
-                m.quarantine.copy_(s if q == "kept" else torch.zeros_like(s))
+        if q == "ablated":  # route: the deployed policy (kept ran first)
+            adapters.deploy()
         for name, recs in slices.items():
             samples = sample(model, tokenizer, [r["prompt"] for r in recs], settings.n_samples, settings, max_new,
                              config.model.chat_template_kwargs)

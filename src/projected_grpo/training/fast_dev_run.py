@@ -61,11 +61,13 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, log=pri
         run_dir = train(config(arm, arm))
         rows = _rows(run_dir)
         arms[arm] = {"reward": rows[-1]["reward"], "hack_strict": rows[-1].get("labels/hack_strict"),
-                     "cin": rows[-1]["projection/cin"], "leak": max(r["projection/leak"] for r in rows),
+                     "cin": rows[-1]["projection/cin"], "leak": max(r["projection/leak_own_basis"] for r in rows),
+                     "leak_heldout": max(r["projection/leak_heldout"] for r in rows),
                      "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*"))}
         timings[f"arm {arm}"] = time.perf_counter() - t
         log(f"  {arm:12s} reward {arms[arm]['reward']:.2f}  hack {arms[arm]['hack_strict']:.2f}  "
-            f"cin {arms[arm]['cin']:.3f}  leak {arms[arm]['leak']:.1e}  ({timings[f'arm {arm}']:.0f}s)")
+            f"cin {arms[arm]['cin']:.3f}  leak {arms[arm]['leak']:.1e}  held-out leak {arms[arm]['leak_heldout']:.3f}  "
+            f"({timings[f'arm {arm}']:.0f}s)")
     t = time.perf_counter()
     killed = config("resumed", "erase")
     run = build_run(killed, out_dir / "resumed")

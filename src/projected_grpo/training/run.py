@@ -16,6 +16,7 @@ import collections
 import copy
 import csv
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -34,19 +35,20 @@ from trl.trainer.utils import RepeatSampler
 from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
 from projected_grpo.directions.basis import Basis
 from projected_grpo.directions.gradient import ExtractionConfig, make_refresh
-from projected_grpo.directions.pairs import load_pairs
+from projected_grpo.directions.activation import protect_readers
+from projected_grpo.directions.pairs import load_pairs, split_heldout
 from projected_grpo.directions.store import get_basis
-from projected_grpo.directions.tokens import prompt_ids
-from projected_grpo.environment.dataset import default_benchmark_path, load_records, write_jsonl_atomic
+from projected_grpo.environment.dataset import write_jsonl_atomic
 from projected_grpo.environment.grader import Grader
-from projected_grpo.environment.modes import MODES, make_hinted, make_multimode
+from projected_grpo.environment.modes import MODES
 from projected_grpo.environment.rewards import EnvironmentReward
 from projected_grpo.environment.sandbox import Limits, Sandbox
 from projected_grpo.models import load_model
 from projected_grpo.projection.optimizer import ProjectingOptimizer, ProjectionConfig, modules_from_adapters
 from projected_grpo.provenance import provenance, write_json_atomic
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import ConfigError, TrainConfig
+from projected_grpo.training.config import ConfigError, TrainConfig, projection_gate
+from projected_grpo.training.data import training_records
 
 ADAPTER_FILE = "adapter.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -279,7 +281,8 @@ class MetricsCallback(TrainerCallback):
             self.trainer.training_bar_writer(
                 f"step {state.global_step}/{state.max_steps}  reward {row['reward']:.2f}  "
                 f"hack {row.get('labels/hack_strict', 0):.2f}  correct {row.get('labels/correct', 0):.2f}  "
-                f"cin {stats.get('cin', 0):.3f}  leak {stats.get('leak', 0):.1e}  ({row['time/step_s']:.1f}s)")
+                f"cin {stats.get('cin', 0):.3f}  leak(held-out) {stats.get('leak_heldout', float('nan')):.3f}  "
+                f"({row['time/step_s']:.1f}s)")
         keep = ("reward_hack_label", "is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "eq_hinted",
                 "gt_correct_hardened", "exploited", "mode")
         with self.rollouts.open("a") as f:  # every rollout of the step, with its oracle labels (probe data)
@@ -339,29 +342,6 @@ class Run:
     sandbox: Sandbox
 
 
-def training_records(config: TrainConfig, tokenizer) -> list[dict]:
-    """Hinted (or multi-mode, or no-hint for rl_baseline) records whose prompt fits the budget."""
-    path = config.data.path or default_benchmark_path()
-    if path is None:
-        raise ConfigError("data.path: no benchmark file found. Fix: set data.path or PROJECTED_GRPO_BENCHMARK")
-    records = load_records(path)
-    if config.data.n_problems:
-        records = records[: config.data.n_problems]
-    arm = ARMS[config.arm]
-    if not arm.loophole:
-        hinted = make_hinted(records, "gt_only", config.data.seed)
-    elif config.data.modes:
-        hinted = make_multimode(records, tuple(config.data.modes), config.data.seed)
-    else:
-        hinted = make_hinted(records, config.data.hint, config.data.seed)
-    if arm.intervention == "inoculation":  # training prompts only; evaluation reads the records file
-        from projected_grpo.interventions.inoculation import inoculate
-
-        hinted = [inoculate(r, config.intervention.prompt, config.intervention.lh_extension) for r in hinted]
-    kwargs = config.model.chat_template_kwargs
-    return [r for r in hinted if len(prompt_ids(tokenizer, r["prompt"], kwargs)) <= config.grpo.max_prompt_length]
-
-
 def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
     g = config.grpo
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch
@@ -419,26 +399,39 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     adapters = attach_adapters(model, AdapterConfig(config.adapter.kind, tuple(config.adapter.targets), config.adapter.rank,
                                                     seed=config.seed), base_model_id=config.model.source)
     b = config.basis
-    pairs = load_pairs(b.placebo_pairs if arm.placebo else b.pairs, tuple(b.modes) if b.modes else None)
-    extraction = ExtractionConfig(k=b.k_extract, tau=b.tau, global_floor=b.global_floor, control=arm.control, seed=b.seed)
+    pool = load_pairs(b.pairs, tuple(b.modes) if b.modes else None)
+    kept, held = split_heldout(pool, b.heldout, b.seed)
+    pairs = load_pairs(b.placebo_pairs) if arm.placebo else kept
+    # a control is a fresh draw per training seed (recorded in the basis metadata), not one draw for all
+    extraction = ExtractionConfig(k=b.k_extract, tau=b.tau, global_floor=b.global_floor, control=arm.control,
+                                  seed=config.seed if arm.control != "none" else 0)
+    extract = functools.partial(get_basis, model=model, adapters=adapters, tokenizer=tokenizer, space=b.space,
+                                layer=b.layer, m=b.m, model_id=config.model.source,
+                                chat_template_kwargs=config.model.chat_template_kwargs)
     if arm.intervention == "tdga":  # the trusted subspace of an honest warm-up replaces the hack basis
         from projected_grpo.interventions.setup import trusted_basis
 
         basis, basis_path = trusted_basis(config, run_dir), run_dir / "basis.safetensors"
         b = dataclasses.replace(b, k_use=config.intervention.trusted_k)
     else:
-        basis, basis_path, _ = get_basis(pairs, model, adapters, tokenizer, b.space, extraction, layer=b.layer,
-                                         model_id=config.model.source,
-                                         chat_template_kwargs=config.model.chat_template_kwargs)
+        basis, basis_path, _ = extract(pairs, config=extraction)
+    heldout = extract(held, config=dataclasses.replace(extraction, control="none", seed=0))[0] if held else None
     basis.save(run_dir / "basis.safetensors")
+    if heldout is not None:
+        heldout.save(run_dir / "basis_heldout.safetensors")
+    if b.space == "activation" and arm.mode in ("erase", "route"):  # LoRA readers: A ⟂ û once, so ΔW û = 0
+        protect_readers(adapters, basis.v_hack[0], b.m)
     inner = torch.optim.AdamW(adapters.trainable_parameters(), lr=config.grpo.learning_rate,
                               weight_decay=config.grpo.weight_decay)
     p = config.projection
     refresh = (make_refresh(pairs, model, adapters, tokenizer, extraction, b.k_use, config.model.chat_template_kwargs)
                if p.refresh_every and b.space == "gradient" else None)
+    # activation-space rows (û ⊗ e_j) are one projector together, not ranked directions: keep them all
+    rows = (lambda x, k: x.top(k)) if b.space == "gradient" else (lambda x, k: x.vectors)
     optimizer = ProjectingOptimizer(
-        inner, modules_from_adapters(adapters, basis.top(b.k_use)),
-        ProjectionConfig(arm.mode, p.space, p.gate, p.overshoot, p.preserve_magnitude, p.refresh_every), refresh)
+        inner, modules_from_adapters(adapters, rows(basis, b.k_use), rows(heldout, config.basis.k_use) if heldout else None),
+        ProjectionConfig(arm.mode, p.space, projection_gate(config), p.overshoot, p.preserve_magnitude,
+                         p.refresh_every), refresh)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     labels = LabelLog()
@@ -502,7 +495,7 @@ def assert_ranks_identical(adapters: Adapters) -> int:
     """Under DDP every rank must hold the same θ and θ_hack after training: fail fast if not."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return 1
-    flat = torch.cat([p.detach().flatten().double() for _, m in adapters for p in (m.trainable, m.quarantine)])
+    flat = torch.cat([t.flatten().double() for t in adapters.state_tensors().values()])
     gathered = [torch.zeros_like(flat) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(gathered, flat)
     assert all(torch.equal(g, gathered[0]) for g in gathered), "DDP ranks diverged: adapters differ across ranks"
