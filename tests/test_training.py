@@ -1,6 +1,7 @@
 """Training on TRL's GRPOTrainer: config errors, every arm on the tiny model, checkpoints, resume."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -292,3 +293,29 @@ def test_controls_are_drawn_per_seed_and_the_heldout_leak_can_fail(tmp_path, cac
     assert max(r["projection/leak_own_basis"] for r in rows) <= 1e-6
     assert max(r["projection/leak_heldout"] for r in rows) > 1e-3
     assert all("projection/cout" not in r for r in rows)  # update space: nothing projects the gradient
+
+
+def test_each_process_gets_whole_groups():
+    from projected_grpo.training.run import batch_split
+
+    g = load_config(preset="tiny").grpo  # 2 prompts × 4 generations
+    assert batch_split(g, 2) == (4, 4)
+    with pytest.raises(ConfigError, match="whole groups"):
+        batch_split(g, 4)  # 2 completions per process: half a group each
+
+
+def test_pool_completions_are_cut_to_the_generation_budget_and_unscored_for_importance_sampling():
+    import random
+
+    from projected_grpo.models import byte_tokenizer
+    from projected_grpo.training.run import TeacherPool, mix_pool
+
+    tok = byte_tokenizer()
+    pool = TeacherPool({7: [("x" * 50, 3.5)], 8: [("short", 0.5)]}, mix=0.5, seed=0)
+    ids, texts = [[1, 2]] * 8, ["own"] * 8
+    logprobs = [[-0.1, -0.2]] * 8
+    frozen = mix_pool(pool, [7, 8], ids, texts, logprobs, 4, random.Random(0), tok, max_len=10)
+    assert frozen == [3.5, 3.5, None, None, 0.5, 0.5, None, None]
+    assert len(ids[0]) == 10 and texts[0] == "x" * 10  # cut like a generation at max_completion_length
+    assert ids[4][-1] == tok.eos_token_id and texts[4] == "short"
+    assert all(math.isnan(x) for x in logprobs[0]) and logprobs[2] == [-0.1, -0.2]

@@ -153,6 +153,30 @@ class TeacherPool:
         return cls(dict(by_id), mix, seed)
 
 
+def mix_pool(pool: TeacherPool, group_ids: list, completion_ids: list, completions: list, logprobs: list | None,
+             g: int, rng: random.Random, tokenizer, max_len: int) -> list:
+    """In place: the first round(mix × G) completions of each group (problem `group_ids[j]`) become pool
+    completions, cut to `max_len` tokens like a generation would be; their sampling log-probs (vLLM)
+    are NaN, which TRL reads as "unscorable" (importance ratio 1, no correction) instead of crushing
+    them. Returns the frozen reward of each slot (None: the student's own, to be graded)."""
+    assert len(group_ids) * g == len(completions), f"{len(completions)} completions are not {len(group_ids)} groups of {g}"
+    frozen = [None] * len(completions)
+    for j, pid in enumerate(group_ids):
+        candidates = pool.by_id.get(pid, [])
+        for i in range(j * g, j * g + min(round(pool.mix * g), g) if candidates else j * g):
+            text, reward = rng.choice(candidates)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            if len(ids) > max_len:
+                ids = ids[:max_len]
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+            completion_ids[i] = ids
+            completions[i] = [{"role": "assistant", "content": text}] if isinstance(completions[i], list) else text
+            if logprobs is not None:
+                logprobs[i] = [float("nan")] * len(ids)
+            frozen[i] = reward
+    return frozen
+
+
 # ------------------------------------------------------------------ the trainer
 class _ZeroAdapterReference(torch.nn.Module):
     """Marker standing for "the policy with adapters zeroed" wherever TRL wants its ref_model."""
@@ -198,22 +222,9 @@ class AdapterGRPOTrainer(GRPOTrainer):
         pool = self.teacher_pool
         if pool is None or pool.mix <= 0:
             return tuple(out)
-        completion_ids, completions = out[1], out[3]
-        g = self.num_generations
-        frozen = [None] * len(completions)
         rng = random.Random(pool.seed * 1_000_003 + self.state.global_step)
-        for start in range(0, len(completions), g):
-            pid = self._mix_ids[start // g] if start // g < len(self._mix_ids) else None
-            candidates = pool.by_id.get(pid, [])
-            for i in range(start, start + min(round(pool.mix * g), g) if candidates else start):
-                text, reward = rng.choice(candidates)
-                ids = self.processing_class(text, add_special_tokens=False)["input_ids"] + [self.processing_class.eos_token_id]
-                completion_ids[i] = ids
-                completions[i] = [{"role": "assistant", "content": text}] if isinstance(completions[i], list) else text
-                if out[4] is not None:  # sampling log-probs (vLLM): unknown for pool text
-                    out[4][i] = [0.0] * len(ids)
-                frozen[i] = reward
-        self.reward_fn.frozen = frozen
+        self.reward_fn.frozen = mix_pool(pool, self._mix_ids, out[1], out[3], out[4], self.num_generations, rng,
+                                         self.processing_class, self.args.max_completion_length)
         return tuple(out)
 
     def _generate_and_score_completions(self, inputs):
@@ -342,17 +353,24 @@ class Run:
     sandbox: Sandbox
 
 
-def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
-    g = config.grpo
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch
+def batch_split(g, world: int) -> tuple[int, int]:
+    """(completions per process, micro-batch): each process must hold whole groups, or teacher-pool text
+    and group-level shapers land in the wrong group."""
     total = g.num_generations * g.prompts_per_step
-    if total % world:
-        raise ConfigError(f"grpo.prompts_per_step: {total} completions per step do not split over {world} processes. "
-                          "Fix: make num_generations × prompts_per_step a multiple of the process count")
+    if total % world or (total // world) % g.num_generations:
+        raise ConfigError(f"grpo.prompts_per_step: {g.prompts_per_step} prompts × {g.num_generations} generations do not "
+                          f"split into whole groups over {world} processes. Fix: make prompts_per_step a multiple of "
+                          "the process count")
     per_rank = total // world
     micro = min(g.micro_batch or per_rank, per_rank)
     if per_rank % micro:
         raise ConfigError(f"grpo.micro_batch: {micro} does not divide the {per_rank} completions of each process")
+    return per_rank, micro
+
+
+def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
+    g = config.grpo
+    per_rank, micro = batch_split(g, int(os.environ.get("WORLD_SIZE", "1")))  # torchrun / accelerate launch
     cuda = torch.cuda.is_available()
     return GRPOConfig(
         output_dir=str(run_dir), max_steps=config.steps, seed=config.seed, data_seed=config.seed,
