@@ -117,7 +117,10 @@ class InterventionSection:
     alpha: float = 2.0  # advantage modification (Wu & Tang)
     form: str = "multiplicative"  # multiplicative | additive
     sigma_floor: float = 0.1
-    layer: int | None = None  # activation layer (advantage modification; default ~0.65 depth)
+    direction: str = "shortcut"  # shortcut: the paper's (general-domain pairs, last token, 60-75 % band) | pairs
+    shortcut_pairs: str = "shortcut"  # sentence-pair JSONL (shipped name or path) for direction = "shortcut"
+    band: list = field(default_factory=lambda: [0.6, 0.75])  # layer depths averaged, direction = "shortcut"
+    layer: int | None = None  # direction = "pairs": the one layer (default ~0.65 depth)
     trusted_k: int = 4  # TDGA: directions kept per module
     warmup_steps: int = 8  # TDGA: honest (no-loophole) warm-up steps that define the trusted subspace
 
@@ -297,6 +300,10 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("intervention.prompt", f"{i.prompt!r}", f"one of {', '.join(PROMPTS)}")
     if i.form not in ("multiplicative", "additive"):
         raise bad("intervention.form", f"{i.form!r}", "multiplicative or additive")
+    if i.direction not in ("shortcut", "pairs"):
+        raise bad("intervention.direction", f"{i.direction!r}", "shortcut (Wu & Tang's) or pairs (the run's pair set)")
+    if not (len(i.band) == 2 and all(isinstance(x, (int, float)) for x in i.band) and 0 < i.band[0] <= i.band[1] <= 1):
+        raise bad("intervention.band", f"{i.band}", "two depths 0 < lo <= hi <= 1, e.g. [0.6, 0.75]")
     if arm.intervention and c.data.mix > 0:
         raise bad("data.mix", f"{c.data.mix} with the {c.arm} arm", "use mix = 0 with the published interventions")
     if c.steps < 1:
