@@ -367,3 +367,10 @@ def test_advantage_mod_arm_trains_with_the_shortcut_score(tmp_path):
         "grpo.num_generations=4", "grpo.prompts_per_step=2", 'arm="advantage_mod"', f'output_dir="{tmp_path}"', "steps=1"])
     row = json.loads((train(config) / "metrics.jsonl").read_text().splitlines()[0])
     assert 0.0 <= row["shaping/penalised"] <= 1.0 and "shaping/mean_score" in row
+
+
+def test_tdga_is_its_own_kind_because_its_warmup_knows_the_loophole():
+    assert ARMS["tdga"].kind == "published (loophole-aware)" and ARMS["tdga"].loophole_aware
+    assert ARMS["advantage_mod"].kind == ARMS["inoculation"].kind == "published"
+    assert ARMS["gt_penalty"].kind == "monitor" and ARMS["erase"].kind == "method"
+    assert [a for a in ARMS.values() if a.loophole_aware] == [ARMS["tdga"]]
