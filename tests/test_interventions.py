@@ -4,6 +4,7 @@ oracle kept from every shaper that does not declare it, and the arms run from a 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from projected_grpo.environment.grader import RewardView
 from projected_grpo.interventions.concept import LastTokenScorer, layer_band, load_sentence_pairs, shortcut_direction
 from projected_grpo.interventions.inoculation import LOOPHOLE_EXTENSION, PROMPTS, inoculate, system_prompt
 from projected_grpo.interventions.judge import binary_score
-from projected_grpo.interventions.probe import Probe, auc, train_probe
+from projected_grpo.interventions.probe import Probe, auc, split_rows, train_probe
 from projected_grpo.interventions.shaping import (
     AdvantageModification,
     GroundTruthMonitor,
@@ -224,11 +225,30 @@ def test_probe_separates_finds_threshold_and_round_trips(tmp_path):
     for kind in ("logistic", "mass_mean"):
         probe = train_probe(acts, labels, layer=1, kind=kind, target_fpr=0.1)
         assert probe.metrics["auc"] > 0.95 and probe.metrics["fpr"] <= 0.15
-        assert probe.metrics["n_train"] + probe.metrics["n_test"] == 200  # balanced: 100 positives + 100 negatives
+        m = probe.metrics
+        assert m["n_train"] + m["n_val"] + m["n_test"] == 200  # balanced: 100 positives + 100 negatives
         probe.save(tmp_path / f"{kind}.safetensors")
         again = Probe.load(tmp_path / f"{kind}.safetensors")
         assert torch.equal(again.scores(acts), probe.scores(acts)) and again.threshold == probe.threshold
     assert auc(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])) == 0.875
+
+
+def test_probe_threshold_comes_from_validation_and_rates_from_a_disjoint_test_split():
+    gen = torch.Generator().manual_seed(1)
+    labels = [i % 4 == 0 for i in range(400)]  # 100 positives
+    acts = torch.randn(400, 8, generator=gen) + torch.tensor([1.0 if y else 0.0 for y in labels])[:, None]
+    train, val, test = split_rows(labels, seed=3)
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert len(train) + len(val) + len(test) == 200 and sum(labels[i] for i in train + val + test) == 100
+    assert [sum(labels[i] for i in s) for s in (train, val, test)] == [60, 20, 20]  # stratified
+    probe = train_probe(acts, labels, layer=1, kind="mass_mean", target_fpr=0.1, seed=3)
+    y = torch.tensor(labels)
+    s_val, s_test = probe.scores(acts[val]), probe.scores(acts[test])
+    assert probe.threshold == float(torch.quantile(s_val[~y[val]], 0.9))
+    flagged = s_test > probe.threshold
+    assert math.isclose(probe.metrics["fpr"], float(flagged[~y[test]].float().mean()), abs_tol=1e-6)
+    assert math.isclose(probe.metrics["tpr"], float(flagged[y[test]].float().mean()), abs_tol=1e-6)
+    assert probe.metrics["val_fpr"] <= 0.1 + 1e-6  # at most the target, on the split that set it
 
 
 def test_keep_mode_keeps_only_the_part_inside_the_subspace():

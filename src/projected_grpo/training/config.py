@@ -105,7 +105,7 @@ class InterventionSection:
     strict: bool | None = None  # None: the reference's defaults (penalty strict, screening loose)
     penalty: float = 3.0  # subtracted from a flagged rollout's reward (penalty arms)
     probe: str | None = None  # probe file (`projected-grpo probe train`); in an experiment: "vanilla"
-    probe_threshold: float | None = None  # default: the probe's own (target FPR on its test split)
+    probe_threshold: float | None = None  # default: the probe's own (target FPR on its validation split)
     judge_base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server
     judge_model: str = ""
     judge_api_key_env: str = "OPENAI_API_KEY"
