@@ -182,3 +182,25 @@ def test_eval_held_out_flag_is_checked_not_assumed(tmp_path):
     assert held("data.n_problems=null", f'data.eval_path="{other}"') == ([6, 7, 8], True)
     assert held("data.n_problems=4", f'data.eval_path="{overlap}"') == ([4, 5, 6, 7], True)  # 4, 5 were not trained on
     assert held("data.n_problems=null", f'data.eval_path="{overlap}"')[1] is False
+
+
+def test_ariahw_preset_needs_the_reference_train_problems_and_uses_bnpo(tmp_path):
+    """The reference trained on ~992 train problems we do not ship: without data.path the preset would
+    silently train on the test set, so it refuses — from the CLI preset, a file's preset, an experiment's."""
+    from projected_grpo.training.config import load_config
+
+    with pytest.raises(ConfigError, match=r"field 'data\.path' \(preset ariahw-qwen3-4b\).*992 \*train\* problems"):
+        load_config(preset="ariahw-qwen3-4b")
+    run = tmp_path / "run.toml"
+    run.write_text('preset = "ariahw-qwen3-4b"\narm = "vanilla"\n')
+    with pytest.raises(ConfigError, match=rf"{run}: field 'data\.path'"):
+        load_config(run)
+    exp = tmp_path / "e.toml"
+    exp.write_text('name = "x"\narms = ["vanilla"]\nseeds = [41]\n[train]\npreset = "ariahw-qwen3-4b"\n')
+    with pytest.raises(ConfigError, match=r"field 'data\.path'"):
+        load_experiment(exp)
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    config = load_config(preset="ariahw-qwen3-4b", overrides=[f'data.path="{data}"'])
+    assert config.grpo.loss_type == "bnpo"  # verl's token mean per micro-batch
+    assert load_config(run, overrides=[f'data.path="{data}"']).data.path == str(data)

@@ -161,7 +161,8 @@ PRESETS: dict[str, dict] = {
     "ariahw-qwen3-4b": {  # the reference's settings (Ariahw, Engels & Nanda 2025), for GPU users
         "steps": 200, "save_every": 50, "output_dir": "runs/ariahw-qwen3-4b",
         "model": {"source": "Qwen/Qwen3-4B", "dtype": "bfloat16", "chat_template_kwargs": {"enable_thinking": False}},
-        "grpo": {"loss_type": "grpo", "scale_rewards": "group", "beta": 1e-3, "learning_rate": 7e-5, "lr_scheduler": "cosine",
+        # loss: the reference (verl) takes the token mean per micro-batch, which is TRL's bnpo, not grpo
+        "grpo": {"loss_type": "bnpo", "scale_rewards": "group", "beta": 1e-3, "learning_rate": 7e-5, "lr_scheduler": "cosine",
                  "warmup_steps": 10, "weight_decay": 0.1, "max_grad_norm": 1.0, "num_generations": 16,
                  "prompts_per_step": 16, "micro_batch": 8, "max_prompt_length": 1536, "max_completion_length": 1536,
                  "temperature": 0.7, "top_p": 0.95, "gradient_checkpointing": True},
@@ -182,6 +183,15 @@ PRESETS: dict[str, dict] = {
         "grpo": {"num_generations": 8, "prompts_per_step": 4, "max_completion_length": 512, "learning_rate": 1e-3,
                  "warmup_steps": 5},
     },
+}
+
+
+# Fields a preset cannot supply but needs: (field, why, fix). Checked after every source has merged.
+PRESET_NEEDS: dict[str, tuple[str, str, str]] = {
+    "ariahw-qwen3-4b": ("data.path", "missing; the reference trained on its ~992 *train* problems, which this project "
+                        "does not ship, and without data.path the run would train on the reference test set",
+                        'set data.path to the reference train JSONL (no-hint records), and data.eval_path to '
+                        'leetcode_test_medhard.jsonl to evaluate on the test set as the reference did'),
 }
 
 
@@ -232,15 +242,16 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _merge_table(config: TrainConfig, data: dict, where: str) -> None:
-    """Merge a config table (a file's, or an experiment's [train]); its `preset` applies first."""
+def _merge_table(config: TrainConfig, data: dict, where: str) -> str | None:
+    """Merge a config table (a file's, or an experiment's [train]); its `preset` applies first and is returned."""
     data = dict(data)
-    if "preset" in data:
-        name = data.pop("preset")
+    name = data.pop("preset", None)
+    if name is not None:
         if name not in PRESETS:
             raise ConfigError(f"{where}: field 'preset': {name!r} is not one of {', '.join(PRESETS)}")
         _merge_into(config, PRESETS[name], f"preset {name}")
     _merge_into(config, data, where)
+    return name
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = (),
@@ -248,6 +259,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     """Defaults ← preset ← file (or `table`, named `where` in errors) ← overrides; then validate.
     Nothing runs before this returns."""
     config = TrainConfig()
+    presets = [preset] if preset is not None else []
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -263,7 +275,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             raise ConfigError(f"{path}: cannot parse ({e})") from None
         where = str(path)
     if table:
-        _merge_table(config, table, where)
+        presets.append(_merge_table(config, table, where))
     for text in overrides:
         keys, value = _parse_override(text)
         nested: dict = {}
@@ -272,6 +284,12 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             cursor = cursor.setdefault(k, {})
         cursor[keys[-1]] = value
         _merge_into(config, nested, f"override {text!r}")
+    for name in filter(None, presets):
+        if name in PRESET_NEEDS:
+            key, problem, fix = PRESET_NEEDS[name]
+            section, attr = key.split(".")
+            if getattr(getattr(config, section), attr) is None:
+                raise ConfigError(f"{where or f'preset {name}'}: field '{key}' (preset {name}): {problem}. Fix: {fix}")
     validate(config, where or (f"preset {preset}" if preset else "defaults"))
     return config
 
