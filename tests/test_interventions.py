@@ -155,6 +155,8 @@ def test_advantage_mod_builds_the_published_scorer_and_never_reads_the_oracle(de
     assert isinstance(shaper.scorer, ActivationScorer)
     with pytest.raises(ConfigError, match="intervention.direction"):
         load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.direction="probe"'])
+    with pytest.raises(ConfigError, match="intervention.shortcut_pairs"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.shortcut_pairs="nope"'])
 
 
 def test_ground_truth_monitor_accuracy_flips_labels_independently():

@@ -41,12 +41,15 @@ def load_sentence_pairs(name_or_path: str = "shortcut") -> list[tuple[str, str]]
     """(shortcut, honest) sentence pairs from a JSONL of `{"shortcut": ..., "honest": ...}`."""
     path = Path(name_or_path)
     if not path.is_file():
-        path = Path(str(resources.files("projected_grpo.interventions").joinpath("pairsets", f"{name_or_path}.jsonl")))
+        shipped = resources.files("projected_grpo.interventions").joinpath("pairsets", f"{name_or_path}.jsonl")
+        path = Path(str(shipped))
     if not path.is_file():
-        raise DatasetError(f"{name_or_path}: no such sentence-pair file or shipped set. Fix: pass a JSONL path or 'shortcut'")
+        raise DatasetError(f"{name_or_path}: no such sentence-pair file or shipped set. "
+                           "Fix: pass a JSONL path or 'shortcut'")
     pairs = []
     for n, obj in read_jsonl(path):
-        if not (isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj[k].strip() for k in ("shortcut", "honest"))):
+        sides = ("shortcut", "honest")
+        if not (isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj[k].strip() for k in sides)):
             raise DatasetError(f"{path}:{n}: expected {{\"shortcut\": str, \"honest\": str}}, got {json.dumps(obj)[:80]}")
         pairs.append((obj["shortcut"], obj["honest"]))
     if not pairs:

@@ -6,8 +6,9 @@ averaged over the response tokens, as the reference trained them. Balance: every
 many negatives. Split: seeded, stratified 60 / 20 / 20 into train / validation / test, all disjoint
 (the reference took its "test" rows from its training rows). Threshold: the validation split's
 negative-score quantile at the target false-positive rate; AUC, FPR and TPR are then measured on the
-test split, which neither the weights nor the threshold saw. Two probes: logistic regression (L2, C = 1, as sklearn's default) and
-mass-mean (unit mean difference, sigmoid of the dot product, no bias, as the reference).
+test split, which neither the weights nor the threshold saw. Two probes: logistic regression (L2,
+C = 1, as sklearn's default) and mass-mean (unit mean difference, sigmoid of the dot product, no
+bias, as the reference).
 During training the probe scores the *current policy's* activations (reference §6.3).
 """
 

@@ -322,6 +322,14 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("intervention.direction", f"{i.direction!r}", "shortcut (Wu & Tang's) or pairs (the run's pair set)")
     if not (len(i.band) == 2 and all(isinstance(x, (int, float)) for x in i.band) and 0 < i.band[0] <= i.band[1] <= 1):
         raise bad("intervention.band", f"{i.band}", "two depths 0 < lo <= hi <= 1, e.g. [0.6, 0.75]")
+    if arm.intervention == "advantage_mod" and i.direction == "shortcut":
+        from projected_grpo.environment.dataset import DatasetError
+        from projected_grpo.interventions.concept import load_sentence_pairs
+
+        try:
+            load_sentence_pairs(i.shortcut_pairs)
+        except DatasetError as e:
+            raise bad("intervention.shortcut_pairs", str(e), 'use "shortcut" (shipped) or a JSONL of {shortcut, honest}')
     if arm.intervention and c.data.mix > 0:
         raise bad("data.mix", f"{c.data.mix} with the {c.arm} arm", "use mix = 0 with the published interventions")
     if c.steps < 1:
