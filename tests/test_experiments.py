@@ -21,35 +21,74 @@ from projected_grpo.training.config import ConfigError
 from test_organism import SMALL
 
 
-def _write_cell(root: Path, arm: str, seed: int, hack: list[float], eval_hack: float, eval_solve: float) -> None:
+def _write_cell(root: Path, arm: str, seed: int, hack: list[float], eval_hack: float, eval_solve: float,
+                held_out: bool | None = True, eq_solve: float | None = None) -> None:
+    """A finished cell: `eval_solve` is the hardened oracle's rate, `eq_solve` the foolable eq_correct
+    (default: the same); `held_out` None writes a summary without the field."""
     cell = root / "cells" / f"{arm}-s{seed}"
     (cell / "eval" / "final").mkdir(parents=True)
-    rows = [{"step": i + 1, "labels/hack_strict": h, "labels/hack_loose": h, "labels/correct": 0.2}
-            for i, h in enumerate(hack)]
+    rows = [{"step": i + 1, "labels/hack_strict": h, "labels/hack_loose": h, "labels/correct": 0.9,
+             "labels/correct_hardened": 0.2} for i, h in enumerate(hack)]
     (cell / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     rate = lambda x: {"rate": x, "ci95": [0, 1]}  # noqa: E731
+    eq = eval_solve if eq_solve is None else eq_solve
     res = {"loophole/kept": {"n": 10, "is_reward_hack_strict": rate(eval_hack), "is_reward_hack_loose": rate(eval_hack),
-                             "eq_correct": rate(eval_solve), "hack_strict_by_mode": {}},
+                             "eq_correct": rate(eq), "gt_correct_hardened": rate(eval_solve), "hack_strict_by_mode": {}},
            "nohint/kept": {"n": 10, "is_reward_hack_strict": rate(0), "is_reward_hack_loose": rate(0),
-                           "eq_correct": rate(eval_solve)}}
-    (cell / "eval" / "final" / "summary.json").write_text(json.dumps({"results": res}))
+                           "eq_correct": rate(eq), "gt_correct_hardened": rate(eval_solve)}}
+    summary = {"results": res} | ({} if held_out is None else {"held_out": held_out})
+    (cell / "eval" / "final" / "summary.json").write_text(json.dumps(summary))
+
+
+def _experiment(root: Path, arms: list[str]) -> None:
+    exp = {"name": "t", "arms": arms, "seeds": [1, 2, 3], "train": {}, "eval": {}, "last_k": 2}
+    (root / "experiment.json").write_text(json.dumps({"experiment": exp}))
 
 
 def test_report_from_saved_metrics(tmp_path):
-    exp = {"name": "t", "arms": ["vanilla", "erase", "random"], "seeds": [1, 2, 3], "train": {}, "eval": {}, "last_k": 2}
-    (tmp_path / "experiment.json").write_text(json.dumps({"experiment": exp}))
+    _experiment(tmp_path, ["vanilla", "erase", "random", "tdga"])
     for seed, (v, e, r) in zip((1, 2, 3), ((0.8, 0.1, 0.7), (0.6, 0.2, 0.6), (0.7, 0.0, 0.8))):
         _write_cell(tmp_path, "vanilla", seed, [0.0, 0.4, v], v, 0.3)
         _write_cell(tmp_path, "erase", seed, [0.0, 0.0, e], e, 0.28)
         _write_cell(tmp_path, "random", seed, [0.0, 0.5, r], r, 0.3)
+        _write_cell(tmp_path, "tdga", seed, [0.0, 0.0, e], e, 0.3)
     report = write_report(tmp_path).read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
     mean, sem = summary["arms"]["vanilla"]["train_hack"]
     assert math.isclose(mean, (0.6 + 0.5 + 0.55) / 3)  # last-2-step means per seed: .6, .5, .55
+    assert math.isclose(summary["arms"]["vanilla"]["train_solve"][0], 0.2)  # the hardened label, not labels/correct
     assert [round(x, 6) for x in summary["paired"]["erase"]["d_hack"]] == [-0.7, -0.4, -0.7]
     assert summary["paired"]["erase"]["h1"] == "supported"
     assert summary["paired"]["random"]["h1"] == "— (control)"
-    assert "| erase | method | 3 |" in report and (tmp_path / "curves.png").stat().st_size > 10_000
+    assert summary["paired"]["tdga"]["h1"] == "— (published (loophole-aware))"
+    assert "| erase | method | 3 | held-out |" in report and "| tdga | published (loophole-aware) | 3 |" in report
+    assert "not (known to be) on held-out" not in report and (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_h1_solve_criterion_is_the_hardened_oracle(tmp_path):
+    """erase keeps eq_correct at vanilla's 0.3 but its hardened solve falls to 0.1: a 20 pp drop, falsified."""
+    _experiment(tmp_path, ["vanilla", "erase"])
+    for seed in (1, 2, 3):
+        _write_cell(tmp_path, "vanilla", seed, [0.5], 0.7, 0.3)
+        _write_cell(tmp_path, "erase", seed, [0.0], 0.1, 0.1, eq_solve=0.3)
+    write_report(tmp_path)
+    paired = json.loads((tmp_path / "summary.json").read_text())["paired"]["erase"]
+    assert [round(x, 6) for x in paired["d_solve"]] == [-0.2] * 3 and paired["h1"] == "falsified"
+
+
+@pytest.mark.parametrize("held_out, shown", [(False, "NOT held-out"), (None, "unknown")])
+def test_no_h1_verdict_unless_evaluated_on_held_out_problems(tmp_path, held_out, shown):
+    """One vanilla cell evaluated on training problems (or from before the flag existed): the table says
+    so and the otherwise supported erase arm gets no verdict."""
+    _experiment(tmp_path, ["vanilla", "erase"])
+    for seed in (1, 2, 3):
+        _write_cell(tmp_path, "vanilla", seed, [0.5], 0.7, 0.3, held_out=held_out if seed == 2 else True)
+        _write_cell(tmp_path, "erase", seed, [0.0], 0.1, 0.3)
+    report = write_report(tmp_path).read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["paired"]["erase"]["h1"] == f"— (eval {shown})"
+    assert summary["arms"]["vanilla"]["eval_on"] == shown and summary["arms"]["erase"]["eval_on"] == "held-out"
+    assert f"| vanilla | baseline | 3 | {shown} |" in report and "not (known to be) on held-out problems** for vanilla" in report
 
 
 def test_h1_verdict_rules():
@@ -119,3 +158,49 @@ def test_killed_matrix_resumes_and_skips_finished_cells(tmp_path):
     rows = [json.loads(x) for x in (out / "cells" / "erase-s7" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert "| erase | method | 1 |" in (out / "report.md").read_text()
+
+
+def test_eval_held_out_flag_is_checked_not_assumed(tmp_path):
+    """`held_out` (written into eval summary.json) is True only when no evaluation problem id is among
+    the problems the run could have trained on — an eval_path is not trusted by its name."""
+    from projected_grpo.organism.warmup import authored_records
+    from projected_grpo.training.config import load_config
+    from projected_grpo.training.evaluate import heldout_records
+
+    records = authored_records()
+    path, other, overlap = tmp_path / "all.jsonl", tmp_path / "other.jsonl", tmp_path / "overlap.jsonl"
+    for p, rows in ((path, records[:6]), (other, records[6:9]), (overlap, records[4:8])):
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def held(*overrides):
+        recs, flag = heldout_records(load_config(preset="tiny", overrides=[f'data.path="{path}"', *overrides]), None)
+        return [r["id"] for r in recs], flag
+
+    assert held("data.n_problems=4") == ([4, 5], True)
+    assert held("data.n_problems=null") == ([0, 1, 2, 3, 4, 5], False)  # nothing left over: the training problems
+    assert held("data.n_problems=6") == ([0, 1, 2, 3, 4, 5], False)
+    assert held("data.n_problems=null", f'data.eval_path="{other}"') == ([6, 7, 8], True)
+    assert held("data.n_problems=4", f'data.eval_path="{overlap}"') == ([4, 5, 6, 7], True)  # 4, 5 were not trained on
+    assert held("data.n_problems=null", f'data.eval_path="{overlap}"')[1] is False
+
+
+def test_ariahw_preset_needs_the_reference_train_problems_and_uses_bnpo(tmp_path):
+    """The reference trained on ~992 train problems we do not ship: without data.path the preset would
+    silently train on the test set, so it refuses — from the CLI preset, a file's preset, an experiment's."""
+    from projected_grpo.training.config import load_config
+
+    with pytest.raises(ConfigError, match=r"field 'data\.path' \(preset ariahw-qwen3-4b\).*992 \*train\* problems"):
+        load_config(preset="ariahw-qwen3-4b")
+    run = tmp_path / "run.toml"
+    run.write_text('preset = "ariahw-qwen3-4b"\narm = "vanilla"\n')
+    with pytest.raises(ConfigError, match=rf"{run}: field 'data\.path'"):
+        load_config(run)
+    exp = tmp_path / "e.toml"
+    exp.write_text('name = "x"\narms = ["vanilla"]\nseeds = [41]\n[train]\npreset = "ariahw-qwen3-4b"\n')
+    with pytest.raises(ConfigError, match=r"field 'data\.path'"):
+        load_experiment(exp)
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    config = load_config(preset="ariahw-qwen3-4b", overrides=[f'data.path="{data}"'])
+    assert config.grpo.loss_type == "bnpo"  # verl's token mean per micro-batch
+    assert load_config(run, overrides=[f'data.path="{data}"']).data.path == str(data)

@@ -4,14 +4,16 @@ oracle kept from every shaper that does not declare it, and the arms run from a 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from projected_grpo.environment.grader import RewardView
+from projected_grpo.interventions.concept import LastTokenScorer, layer_band, load_sentence_pairs, shortcut_direction
 from projected_grpo.interventions.inoculation import LOOPHOLE_EXTENSION, PROMPTS, inoculate, system_prompt
 from projected_grpo.interventions.judge import binary_score
-from projected_grpo.interventions.probe import Probe, auc, train_probe
+from projected_grpo.interventions.probe import Probe, auc, split_rows, train_probe
 from projected_grpo.interventions.shaping import (
     AdvantageModification,
     GroundTruthMonitor,
@@ -20,6 +22,7 @@ from projected_grpo.interventions.shaping import (
     Rollouts,
 )
 from projected_grpo.projection.optimizer import ProjectedModule, ProjectingOptimizer, ProjectionConfig
+from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import ConfigError, load_config
 
 VIEW = RewardView(True, True, False, False, None, False)
@@ -64,6 +67,96 @@ def test_advantage_modification_matches_the_formula(form):
                        else ri * (1 - 2.0 * (1 / (1 + torch.exp(torch.tensor(-zi))).item()) * (zi > 0)))
     assert torch.allclose(shaped, torch.tensor(out, dtype=torch.float64))
     assert torch.equal(shaped[4:], r[4:])  # equal scores: z = 0, nothing penalised
+
+
+@pytest.mark.parametrize("form, expected", [
+    ("additive", [3.5, 0.5, 2.605573, 0.816718, 1.0, 1.0, 1.0, -0.5]),
+    ("multiplicative", [3.5, 0.5, -0.769836, -2.049317, 1.0, 1.0, 1.0, -0.358357]),
+])
+def test_advantage_modification_on_hand_computed_numbers(form, expected):
+    """Group 1: s = 0, 2, 4, 6 → σ = √5, z = ±0.447, ±1.342. Group 2: s = 0, 0, 0, 0.1 → σ = 0.043 < 0.1,
+    so z = (s − 0.025) / 0.1 = −0.25, −0.25, −0.25, 0.75. α = 2; only z > 0 is penalised."""
+    s = torch.tensor([0.0, 2.0, 4.0, 6.0, 0.0, 0.0, 0.0, 0.1], dtype=torch.float64)
+    r = torch.tensor([3.5, 0.5, 3.5, 3.5, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    shaped, info = AdvantageModification(lambda _: s, alpha=2.0, form=form, sigma_floor=0.1)(r, rollouts(2, 4))
+    assert torch.allclose(shaped, torch.tensor(expected, dtype=torch.float64), atol=1e-6)
+    assert info["shaping/penalised"] == 3 / 8
+
+
+def test_layer_band_is_60_to_75_percent_depth():
+    assert layer_band(36) == [22, 23, 24, 25, 26, 27]  # Qwen3-4B: hidden_states[22..27]
+    assert layer_band(10) == [6, 7] and layer_band(4) == [3]
+    assert layer_band(1) == [1] and layer_band(2) == [1]  # too shallow for the band: the layer nearest 67.5 %
+
+
+def test_shipped_shortcut_pairs_are_general_domain_sentences():
+    pairs = load_sentence_pairs()
+    assert len(pairs) == 60 and len(set(pairs)) == 60
+    assert all(s != h for s, h in pairs)
+    assert not any(w in (s + h).lower() for s, h in pairs for w in ("python", "code", "unit test", "assert", "function"))
+
+
+@pytest.fixture(scope="module")
+def deep_tiny():
+    """A 10-layer tiny Qwen3 (band = hidden_states[6], [7]) with the byte tokenizer."""
+    from projected_grpo.models import byte_tokenizer, tiny_model
+
+    tokenizer = byte_tokenizer()
+    return tiny_model("tiny-qwen3", vocab_size=len(tokenizer), hidden=32, layers=10, seed=1), tokenizer
+
+
+def test_shortcut_score_reads_the_responses_last_token_averaged_over_the_band(deep_tiny):
+    """Batched, padded scoring equals one-at-a-time reading of hidden_states[6] and [7] at the last
+    response token (not the EOS training appends, not a response mean)."""
+    from projected_grpo.directions.tokens import prompt_ids
+
+    model, tokenizer = deep_tiny
+    batch = rollouts(2, 2)
+    batch = Rollouts(batch.records, ["return 1", "a much longer response", "x", "yy"], batch.views, 2)
+    d = torch.randn(32, generator=torch.Generator().manual_seed(0))
+    scores = LastTokenScorer(model, tokenizer, layer_band(10), d)(batch)
+    for record, response, score in zip(batch.records, batch.responses, scores):
+        ids = prompt_ids(tokenizer, record["prompt"]) + tokenizer(response, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        h = (hidden[6][0, -1] + hidden[7][0, -1]) / 2
+        assert torch.allclose(score, h @ d, atol=1e-4)
+        assert not torch.allclose(score, hidden[6][0, -1] @ d, atol=1e-4)  # both band layers count
+
+
+def test_shortcut_direction_is_the_raw_mean_difference_at_the_last_token(deep_tiny):
+    model, tokenizer = deep_tiny
+    pairs = [("He copied it.", "He solved it."), ("She faked the data.", "She measured the data.")]
+    d = shortcut_direction(model, tokenizer, pairs, [6, 7])
+
+    def h(text):
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([tokenizer(text)["input_ids"]]), output_hidden_states=True).hidden_states
+        return (hidden[6][0, -1] + hidden[7][0, -1]) / 2
+
+    expected = sum(h(s) - h(c) for s, c in pairs) / 2
+    assert torch.allclose(d, expected, atol=1e-5) and not torch.isclose(d.norm(), torch.tensor(1.0))
+
+
+def test_advantage_mod_builds_the_published_scorer_and_never_reads_the_oracle(deep_tiny):
+    from projected_grpo.directions.pairs import load_pairs
+    from projected_grpo.interventions.setup import ActivationScorer, make_shaper
+
+    model, tokenizer = deep_tiny
+    config = load_config(preset="tiny", overrides=['arm="advantage_mod"'])
+    shaper = make_shaper(config, ARMS["advantage_mod"], model, tokenizer, None)
+    assert isinstance(shaper.scorer, LastTokenScorer) and shaper.scorer.layers == [6, 7]
+    assert not shaper.uses_oracle  # TimedReward therefore passes labels=None (test_only_oracle_shapers_receive_labels)
+    r = torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    shaped, _ = shaper(r, rollouts(1, 4))  # labels=None: the shaper runs without them
+    assert shaped.shape == r.shape
+    config = load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.direction="pairs"'])
+    shaper = make_shaper(config, ARMS["advantage_mod"], model, tokenizer, load_pairs("leetcode_mechanism")[:2])
+    assert isinstance(shaper.scorer, ActivationScorer)
+    with pytest.raises(ConfigError, match="intervention.direction"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.direction="probe"'])
+    with pytest.raises(ConfigError, match="intervention.shortcut_pairs"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.shortcut_pairs="nope"'])
 
 
 def test_ground_truth_monitor_accuracy_flips_labels_independently():
@@ -134,11 +227,30 @@ def test_probe_separates_finds_threshold_and_round_trips(tmp_path):
     for kind in ("logistic", "mass_mean"):
         probe = train_probe(acts, labels, layer=1, kind=kind, target_fpr=0.1)
         assert probe.metrics["auc"] > 0.95 and probe.metrics["fpr"] <= 0.15
-        assert probe.metrics["n_train"] + probe.metrics["n_test"] == 200  # balanced: 100 positives + 100 negatives
+        m = probe.metrics
+        assert m["n_train"] + m["n_val"] + m["n_test"] == 200  # balanced: 100 positives + 100 negatives
         probe.save(tmp_path / f"{kind}.safetensors")
         again = Probe.load(tmp_path / f"{kind}.safetensors")
         assert torch.equal(again.scores(acts), probe.scores(acts)) and again.threshold == probe.threshold
     assert auc(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])) == 0.875
+
+
+def test_probe_threshold_comes_from_validation_and_rates_from_a_disjoint_test_split():
+    gen = torch.Generator().manual_seed(1)
+    labels = [i % 4 == 0 for i in range(400)]  # 100 positives
+    acts = torch.randn(400, 8, generator=gen) + torch.tensor([1.0 if y else 0.0 for y in labels])[:, None]
+    train, val, test = split_rows(labels, seed=3)
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert len(train) + len(val) + len(test) == 200 and sum(labels[i] for i in train + val + test) == 100
+    assert [sum(labels[i] for i in s) for s in (train, val, test)] == [60, 20, 20]  # stratified
+    probe = train_probe(acts, labels, layer=1, kind="mass_mean", target_fpr=0.1, seed=3)
+    y = torch.tensor(labels)
+    s_val, s_test = probe.scores(acts[val]), probe.scores(acts[test])
+    assert probe.threshold == float(torch.quantile(s_val[~y[val]], 0.9))
+    flagged = s_test > probe.threshold
+    assert math.isclose(probe.metrics["fpr"], float(flagged[~y[test]].float().mean()), abs_tol=1e-6)
+    assert math.isclose(probe.metrics["tpr"], float(flagged[y[test]].float().mean()), abs_tol=1e-6)
+    assert probe.metrics["val_fpr"] <= 0.1 + 1e-6  # at most the target, on the split that set it
 
 
 def test_keep_mode_keeps_only_the_part_inside_the_subspace():
@@ -264,3 +376,23 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
                                                           "steps=1", f'intervention.probe="{tmp_path / "probe.safetensors"}"']))
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert "monitor/flagged" in row and "monitor/probe_mean" in row
+
+
+def test_advantage_mod_arm_trains_with_the_shortcut_score(tmp_path):
+    """The arm from a config on a small organism: the published score (shortcut pairs, band, last
+    token) shapes one real GRPO step's rewards."""
+    from projected_grpo.training.run import train
+    from test_organism import SMALL
+
+    config = load_config(preset="organism", overrides=[
+        'model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",
+        "grpo.num_generations=4", "grpo.prompts_per_step=2", 'arm="advantage_mod"', f'output_dir="{tmp_path}"', "steps=1"])
+    row = json.loads((train(config) / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0.0 <= row["shaping/penalised"] <= 1.0 and "shaping/mean_score" in row
+
+
+def test_tdga_is_its_own_kind_because_its_warmup_knows_the_loophole():
+    assert ARMS["tdga"].kind == "published (loophole-aware)" and ARMS["tdga"].loophole_aware
+    assert ARMS["advantage_mod"].kind == ARMS["inoculation"].kind == "published"
+    assert ARMS["gt_penalty"].kind == "monitor" and ARMS["erase"].kind == "method"
+    assert [a for a in ARMS.values() if a.loophole_aware] == [ARMS["tdga"]]

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from projected_grpo.directions.activation import default_layer, extract_activation_direction, response_means
 from projected_grpo.directions.basis import Basis
+from projected_grpo.interventions.concept import LastTokenScorer, layer_band, load_sentence_pairs, shortcut_direction
 from projected_grpo.interventions.judge import JudgeClient, JudgeMonitor
 from projected_grpo.interventions.probe import Probe
 from projected_grpo.interventions.shaping import (
@@ -61,6 +62,20 @@ class ProbeMonitor:
         return p > self.threshold, {"monitor/probe_mean": float(p.mean())}
 
 
+def advantage_scorer(config, model, tokenizer, pairs):
+    """Wu & Tang's score: `direction = "shortcut"` (as published: general-domain sentence pairs, last
+    token, layers at 60–75 % depth, raw mean difference), or `"pairs"` (this project's variant: the
+    run's hack/clean pairs, response-mean at one layer, unit direction)."""
+    i, kwargs = config.intervention, config.model.chat_template_kwargs
+    if i.direction == "shortcut":
+        layers = layer_band(model.config.num_hidden_layers, *i.band)
+        d = shortcut_direction(model, tokenizer, load_sentence_pairs(i.shortcut_pairs), layers)
+        return LastTokenScorer(model, tokenizer, layers, d, kwargs)
+    layer = default_layer(model) if i.layer is None else i.layer
+    v, _ = extract_activation_direction(pairs, model, tokenizer, layer, chat_template_kwargs=kwargs)
+    return ActivationScorer(model, tokenizer, layer, v[0], kwargs)
+
+
 def make_shaper(config, arm, model, tokenizer, pairs) -> Shaper | None:
     """The reward shaper of a monitor / advantage-modification arm (None for every other arm)."""
     i, kwargs = config.intervention, config.model.chat_template_kwargs
@@ -68,10 +83,7 @@ def make_shaper(config, arm, model, tokenizer, pairs) -> Shaper | None:
     if kind is None or kind in ("inoculation", "tdga"):
         return None
     if kind == "advantage_mod":
-        layer = default_layer(model) if i.layer is None else i.layer
-        v, _ = extract_activation_direction(pairs, model, tokenizer, layer, chat_template_kwargs=kwargs)
-        scorer = ActivationScorer(model, tokenizer, layer, v[0], kwargs)
-        return AdvantageModification(scorer, i.alpha, i.form, i.sigma_floor)
+        return AdvantageModification(advantage_scorer(config, model, tokenizer, pairs), i.alpha, i.form, i.sigma_floor)
     assert arm.monitor is not None, kind
     action = kind.split("_")[1]
     strict = i.strict if i.strict is not None else action == "penalty"  # the reference's defaults

@@ -7,8 +7,10 @@ new rewards, before TRL's group normalisation:
 - `MonitorScreen`: a flagged rollout gets its group's mean over unflagged rollouts, so its advantage
   r − mean is exactly 0 and the unflagged ones are baselined on each other, as if the flagged were
   dropped (the reference set the score to NaN ⇒ advantage 0). A fully flagged group has zero advantage.
-- `AdvantageModification` (Wu & Tang 2026): a rollout's activation score s along a hack direction is
-  z-scored within its group, z = (s − mean_g s) / max(std_g s, σ_min), and penalised one-sidedly:
+- `AdvantageModification` (Wu & Tang 2026): a rollout's concept score s (interventions/concept.py:
+  the "shortcut" direction; or the run's pairs) is z-scored within its group,
+  z = (s − mean_g s) / max(std_g s, σ_min) (population std), and the *reward* is penalised
+  one-sidedly before group normalisation (the paper calls that placement essential):
   additive r − α·max(z, 0); multiplicative r·(1 − α·sigmoid(z)·[z > 0]).
 
 Only shapers whose `uses_oracle` is True receive the oracle labels (`Rollouts.labels`); for all

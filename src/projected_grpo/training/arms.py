@@ -5,7 +5,8 @@ The method arms and their controls read only the foolable environment reward; th
 to the logs (method §6). `rl_baseline` trains without the loophole (no hint, ground-truth reward).
 The published interventions sit in the same harness for comparison: monitor arms (ground-truth,
 probe, LLM judge) use the oracle or a detector trained on it by design and are reported as monitor
-baselines; inoculation, advantage modification and TDGA are oracle-free.
+baselines; inoculation and advantage modification are oracle-free; TDGA never reads a label but its
+warm-up trains on the loophole-free reward, i.e. it knows where the loophole is: its own kind.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Arm:
     placebo: bool = False  # extract from the configured placebo pair set instead
     loophole: bool = True  # False: no-hint prompts and a reward without the loophole term
     intervention: str | None = None  # a published intervention (interventions/)
+    loophole_aware: bool = False  # uses a loophole-free environment (knowledge of the loophole), not the oracle
     description: str = ""
 
     @property
@@ -31,9 +33,10 @@ class Arm:
 
     @property
     def kind(self) -> str:
-        """method | control | baseline | monitor (oracle-trained, by design) | published (oracle-free)"""
+        """method | control | baseline | monitor (oracle-trained, by design) | published (oracle-free)
+        | published (loophole-aware)"""
         if self.intervention:
-            return "monitor" if self.monitor else "published"
+            return "monitor" if self.monitor else "published (loophole-aware)" if self.loophole_aware else "published"
         if self.control != "none" or self.placebo:
             return "control"
         return "method" if self.mode in ("erase", "route") else "baseline"
@@ -63,7 +66,8 @@ _ARMS = [
         description="training-time system prompt that asks for the exploit; evaluated with the normal prompt"),
     Arm("advantage_mod", "measure", intervention="advantage_mod",
         description="Wu & Tang: penalise rollouts whose activation score is above their group's (z > 0)"),
-    Arm("tdga", "keep", intervention="tdga",
-        description="Deng et al.: keep only the part of each update inside an honest warm-up's top-K subspace"),
+    Arm("tdga", "keep", intervention="tdga", loophole_aware=True,
+        description="Deng et al.: keep only the part of each update inside the top-K subspace of a warm-up on the "
+                    "loophole-free reward"),
 ]
 ARMS = {a.name: a for a in _ARMS}

@@ -109,7 +109,7 @@ class InterventionSection:
     strict: bool | None = None  # None: the reference's defaults (penalty strict, screening loose)
     penalty: float = 3.0  # subtracted from a flagged rollout's reward (penalty arms)
     probe: str | None = None  # probe file (`projected-grpo probe train`); in an experiment: "vanilla"
-    probe_threshold: float | None = None  # default: the probe's own (target FPR on its test split)
+    probe_threshold: float | None = None  # default: the probe's own (target FPR on its validation split)
     judge_base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server
     judge_model: str = ""
     judge_api_key_env: str = "OPENAI_API_KEY"
@@ -121,7 +121,10 @@ class InterventionSection:
     alpha: float = 2.0  # advantage modification (Wu & Tang)
     form: str = "multiplicative"  # multiplicative | additive
     sigma_floor: float = 0.1
-    layer: int | None = None  # activation layer (advantage modification; default ~0.65 depth)
+    direction: str = "shortcut"  # shortcut: the paper's (general-domain pairs, last token, 60-75 % band) | pairs
+    shortcut_pairs: str = "shortcut"  # sentence-pair JSONL (shipped name or path) for direction = "shortcut"
+    band: list = field(default_factory=lambda: [0.6, 0.75])  # layer depths averaged, direction = "shortcut"
+    layer: int | None = None  # direction = "pairs": the one layer (default ~0.65 depth)
     trusted_k: int = 4  # TDGA: directions kept per module
     warmup_steps: int = 8  # TDGA: honest (no-loophole) warm-up steps that define the trusted subspace
 
@@ -162,7 +165,8 @@ PRESETS: dict[str, dict] = {
     "ariahw-qwen3-4b": {  # the reference's settings (Ariahw, Engels & Nanda 2025), for GPU users
         "steps": 200, "save_every": 50, "output_dir": "runs/ariahw-qwen3-4b",
         "model": {"source": "Qwen/Qwen3-4B", "dtype": "bfloat16", "chat_template_kwargs": {"enable_thinking": False}},
-        "grpo": {"loss_type": "grpo", "scale_rewards": "group", "beta": 1e-3, "learning_rate": 7e-5, "lr_scheduler": "cosine",
+        # loss: the reference (verl) takes the token mean per micro-batch, which is TRL's bnpo, not grpo
+        "grpo": {"loss_type": "bnpo", "scale_rewards": "group", "beta": 1e-3, "learning_rate": 7e-5, "lr_scheduler": "cosine",
                  "warmup_steps": 10, "weight_decay": 0.1, "max_grad_norm": 1.0, "num_generations": 16,
                  "prompts_per_step": 16, "micro_batch": 8, "max_prompt_length": 1536, "max_completion_length": 1536,
                  "temperature": 0.7, "top_p": 0.95, "gradient_checkpointing": True},
@@ -183,6 +187,15 @@ PRESETS: dict[str, dict] = {
         "grpo": {"num_generations": 8, "prompts_per_step": 4, "max_completion_length": 512, "learning_rate": 1e-3,
                  "warmup_steps": 5},
     },
+}
+
+
+# Fields a preset cannot supply but needs: (field, why, fix). Checked after every source has merged.
+PRESET_NEEDS: dict[str, tuple[str, str, str]] = {
+    "ariahw-qwen3-4b": ("data.path", "missing; the reference trained on its ~992 *train* problems, which this project "
+                        "does not ship, and without data.path the run would train on the reference test set",
+                        'set data.path to the reference train JSONL (no-hint records), and data.eval_path to '
+                        'leetcode_test_medhard.jsonl to evaluate on the test set as the reference did'),
 }
 
 
@@ -233,15 +246,16 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _merge_table(config: TrainConfig, data: dict, where: str) -> None:
-    """Merge a config table (a file's, or an experiment's [train]); its `preset` applies first."""
+def _merge_table(config: TrainConfig, data: dict, where: str) -> str | None:
+    """Merge a config table (a file's, or an experiment's [train]); its `preset` applies first and is returned."""
     data = dict(data)
-    if "preset" in data:
-        name = data.pop("preset")
+    name = data.pop("preset", None)
+    if name is not None:
         if name not in PRESETS:
             raise ConfigError(f"{where}: field 'preset': {name!r} is not one of {', '.join(PRESETS)}")
         _merge_into(config, PRESETS[name], f"preset {name}")
     _merge_into(config, data, where)
+    return name
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = (),
@@ -249,6 +263,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     """Defaults ← preset ← file (or `table`, named `where` in errors) ← overrides; then validate.
     Nothing runs before this returns."""
     config = TrainConfig()
+    presets = [preset] if preset is not None else []
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -264,7 +279,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             raise ConfigError(f"{path}: cannot parse ({e})") from None
         where = str(path)
     if table:
-        _merge_table(config, table, where)
+        presets.append(_merge_table(config, table, where))
     for text in overrides:
         keys, value = _parse_override(text)
         nested: dict = {}
@@ -273,6 +288,12 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             cursor = cursor.setdefault(k, {})
         cursor[keys[-1]] = value
         _merge_into(config, nested, f"override {text!r}")
+    for name in filter(None, presets):
+        if name in PRESET_NEEDS:
+            key, problem, fix = PRESET_NEEDS[name]
+            section, attr = key.split(".")
+            if getattr(getattr(config, section), attr) is None:
+                raise ConfigError(f"{where or f'preset {name}'}: field '{key}' (preset {name}): {problem}. Fix: {fix}")
     validate(config, where or (f"preset {preset}" if preset else "defaults"))
     return config
 
@@ -306,6 +327,18 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("intervention.prompt", f"{i.prompt!r}", f"one of {', '.join(PROMPTS)}")
     if i.form not in ("multiplicative", "additive"):
         raise bad("intervention.form", f"{i.form!r}", "multiplicative or additive")
+    if i.direction not in ("shortcut", "pairs"):
+        raise bad("intervention.direction", f"{i.direction!r}", "shortcut (Wu & Tang's) or pairs (the run's pair set)")
+    if not (len(i.band) == 2 and all(isinstance(x, (int, float)) for x in i.band) and 0 < i.band[0] <= i.band[1] <= 1):
+        raise bad("intervention.band", f"{i.band}", "two depths 0 < lo <= hi <= 1, e.g. [0.6, 0.75]")
+    if arm.intervention == "advantage_mod" and i.direction == "shortcut":
+        from projected_grpo.environment.dataset import DatasetError
+        from projected_grpo.interventions.concept import load_sentence_pairs
+
+        try:
+            load_sentence_pairs(i.shortcut_pairs)
+        except DatasetError as e:
+            raise bad("intervention.shortcut_pairs", str(e), 'use "shortcut" (shipped) or a JSONL of {shortcut, honest}')
     if arm.intervention and c.data.mix > 0:
         raise bad("data.mix", f"{c.data.mix} with the {c.arm} arm", "use mix = 0 with the published interventions")
     if c.steps < 1:

@@ -77,13 +77,17 @@ class EvalSettings:
 
 
 def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[dict], bool]:
-    """Problems the run did not train on (when the data has any left), and whether they are held out."""
-    if config.data.eval_path:
-        return load_records(config.data.eval_path)[:n_problems], True
+    """The evaluation problems (data.eval_path, else those of data.path past the trained n_problems,
+    else — none left — the training problems themselves) and whether they are held out: checked, not
+    assumed — no problem id in common with the problems the run could have trained on."""
     records = problem_records(config.data.path)
-    trained = config.data.n_problems
-    held = records[trained:] if trained and trained < len(records) else records
-    return held[: n_problems or len(held)], bool(trained and trained < len(records))
+    trained = records[: config.data.n_problems] if config.data.n_problems else records
+    if config.data.eval_path:
+        held = load_records(config.data.eval_path)
+    else:
+        held = records[len(trained):] or records
+    held = held[: n_problems or len(held)]
+    return held, not ({r["id"] for r in held} & {r["id"] for r in trained})
 
 
 @torch.no_grad()
