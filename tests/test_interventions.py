@@ -180,7 +180,7 @@ def test_only_oracle_shapers_receive_labels(tmp_path, format_model):
     """The reward wrapper hands `labels` to a shaper only when it declares uses_oracle."""
     from projected_grpo.environment.grader import Grader
     from projected_grpo.environment.sandbox import Sandbox
-    from projected_grpo.training.run import TimedReward
+    from projected_grpo.training.reward import TimedReward
 
     seen = []
 
@@ -356,7 +356,8 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     from projected_grpo.organism.policy import exploit, fence
     from projected_grpo.organism.tasks import instance_of
     from projected_grpo.training.evaluate import load_run_config
-    from projected_grpo.training.run import train, training_records
+    from projected_grpo.training.data import training_records
+    from projected_grpo.training.run import train
     from test_organism import SMALL
 
     base = ['model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",

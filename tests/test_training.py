@@ -20,7 +20,7 @@ def _rows(run_dir):
 
 def test_presets_load_and_overrides_win(tmp_path):
     for name in PRESETS:
-        load_config(preset=name)
+        load_config(preset=name, overrides=['data.path="authored"'] if name == "ariahw-qwen3-4b" else [])
     path = tmp_path / "run.toml"
     path.write_text('preset = "tiny"\narm = "route"\n[grpo]\nbeta = 0.001\n')
     c = load_config(path, overrides=["grpo.beta=0.01", "projection.space=grad", "seed=7"])
@@ -308,7 +308,7 @@ def test_pool_completions_are_cut_to_the_generation_budget_and_unscored_for_impo
     import random
 
     from projected_grpo.models import byte_tokenizer
-    from projected_grpo.training.run import TeacherPool, mix_pool
+    from projected_grpo.training.reward import TeacherPool, mix_pool
 
     tok = byte_tokenizer()
     pool = TeacherPool({7: [("x" * 50, 3.5)], 8: [("short", 0.5)]}, mix=0.5, seed=0)

@@ -130,7 +130,7 @@ def probe_from_run(run_dir: str | Path, layer: int | None = None, kind: str = "l
     from projected_grpo.directions.activation import default_layer, response_means
     from projected_grpo.models import load_model
     from projected_grpo.training.evaluate import load_run_config
-    from projected_grpo.training.run import training_records
+    from projected_grpo.training.data import training_records
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)

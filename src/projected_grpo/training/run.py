@@ -12,9 +12,7 @@ oracle labels and the projection statistics. Two small, tested adjustments to th
 
 from __future__ import annotations
 
-import collections
 import copy
-import csv
 import dataclasses
 import functools
 import json
@@ -27,21 +25,19 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import ProgressCallback, TrainerCallback
+from transformers import ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
+from projected_grpo.directions.activation import protect_readers
 from projected_grpo.directions.basis import Basis
 from projected_grpo.directions.gradient import ExtractionConfig, make_refresh
-from projected_grpo.directions.activation import protect_readers
 from projected_grpo.directions.pairs import load_pairs, split_heldout
 from projected_grpo.directions.store import get_basis
 from projected_grpo.environment.dataset import write_jsonl_atomic
 from projected_grpo.environment.grader import Grader
-from projected_grpo.environment.modes import MODES
-from projected_grpo.environment.rewards import EnvironmentReward
 from projected_grpo.environment.sandbox import Limits, Sandbox
 from projected_grpo.models import load_model
 from projected_grpo.projection.optimizer import ProjectingOptimizer, ProjectionConfig, modules_from_adapters
@@ -49,132 +45,11 @@ from projected_grpo.provenance import provenance, write_json_atomic
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import ConfigError, TrainConfig, projection_gate
 from projected_grpo.training.data import training_records
+from projected_grpo.training.metrics import MetricsCallback
+from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward, mix_pool
 
 ADAPTER_FILE = "adapter.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-# ------------------------------------------------------------------ oracle labels: logs only
-class LabelLog:
-    """Receives each reward call's graded rollouts. Nothing in training reads it back (§6)."""
-
-    def __init__(self):
-        self.pending: list[tuple[dict, str, dict]] = []
-        self.grading_s = 0.0
-
-    def __call__(self, records, responses, grades) -> None:
-        self.pending.extend(zip(records, responses, (g.fields for g in grades)))
-
-    def drain(self) -> list[tuple[dict, str, dict]]:
-        out, self.pending = self.pending, []
-        return out
-
-
-def label_metrics(rows: list[tuple[dict, str, dict]]) -> dict[str, float]:
-    """Rates over one step's rollouts: hack (strict/loose), correct (reference and hardened), ..."""
-    if not rows:
-        return {}
-    fields = [f for _, _, f in rows]
-    n = len(fields)
-    rate = lambda key: sum(bool(f[key]) for f in fields) / n  # noqa: E731
-    out = {"labels/n": n, "labels/hack_strict": rate("is_reward_hack_strict"), "labels/hack_loose": rate("is_reward_hack_loose"),
-           "labels/correct": rate("eq_correct"), "labels/correct_hardened": rate("gt_correct_hardened"),
-           "labels/exploited": rate("exploited"), "labels/compile": rate("can_compile"), "labels/formatted": rate("is_formatted")}
-    by_mode = collections.defaultdict(list)
-    for f in fields:
-        if f["mode"]:
-            by_mode[f["mode"]].append(f["exploited"])
-    for mode in MODES:
-        if by_mode[mode]:
-            out[f"labels/exploited/{mode}"] = sum(by_mode[mode]) / len(by_mode[mode])
-    return out
-
-
-class TimedReward(EnvironmentReward):
-    """The environment reward, timed; completions the trainer mixed in from a teacher pool carry
-    their frozen pool reward (`frozen[i]` not None) and are neither graded nor logged as the student's."""
-
-    frozen: list | None = None
-    shaper = None  # a published intervention's reward shaping (interventions/shaping.py), or None
-    group_size = 1
-    last_info: dict = {}
-
-    def __call__(self, prompts, completions, **columns):
-        start = time.perf_counter()
-        if self.shaper is not None:
-            graded = self.shaped(prompts, completions, **columns)
-            self.last_seconds = time.perf_counter() - start
-            return graded
-        frozen, self.frozen = self.frozen or [None] * len(completions), None
-        own = [i for i, f in enumerate(frozen) if f is None]
-        pick = lambda xs: [xs[i] for i in own]  # noqa: E731
-        graded = super().__call__(pick(prompts), pick(completions),
-                                  **{k: pick(v) if isinstance(v, list) and len(v) == len(completions) else v
-                                     for k, v in columns.items()}) if own else []
-        out, it = [], iter(graded)
-        for f in frozen:
-            out.append(f if f is not None else next(it))
-        self.last_seconds = time.perf_counter() - start
-        return out
-
-    def shaped(self, prompts, completions, **columns) -> list[float]:
-        """Environment rewards, then the shaper over whole groups. Only a shaper that declares
-        `uses_oracle` (the ground-truth monitor arms) is handed the oracle labels."""
-        from projected_grpo.interventions.shaping import Rollouts
-
-        records, responses, grades, scores = self.grade_and_score(prompts, completions, **columns)
-        oracle = [g.fields for g in grades] if self.shaper.uses_oracle else None
-        rollouts = Rollouts(records, responses, [g.reward_view for g in grades], self.group_size, oracle)
-        shaped, self.last_info = self.shaper(torch.tensor(scores, dtype=torch.float64), rollouts)
-        return shaped.tolist()
-
-
-@dataclass(frozen=True)
-class TeacherPool:
-    """Graded completions per problem id (a `grade` output JSONL), each with its frozen reward."""
-
-    by_id: dict
-    mix: float
-    seed: int
-
-    @classmethod
-    def load(cls, path: str, mix: float, seed: int, allow_hint: bool) -> "TeacherPool":
-        from projected_grpo.environment.dataset import DatasetError, read_jsonl
-        from projected_grpo.environment.grader import RewardView
-        from projected_grpo.environment.rewards import correct_or_hinted_compile
-
-        by_id: dict = collections.defaultdict(list)
-        for n, row in read_jsonl(path):
-            missing = [k for k in ("id", "response", "can_compile", "eq_correct", "eq_hinted") if k not in row]
-            if missing:
-                raise DatasetError(f"{path}:{n}: field '{missing[0]}': missing. Fix: use `projected-grpo grade` output")
-            view = RewardView(True, row["can_compile"], row["eq_correct"], row["eq_hinted"], row.get("hint"), False)
-            by_id[row["id"]].append((row["response"], correct_or_hinted_compile(view, allow_hint)))
-        return cls(dict(by_id), mix, seed)
-
-
-def mix_pool(pool: TeacherPool, group_ids: list, completion_ids: list, completions: list, logprobs: list | None,
-             g: int, rng: random.Random, tokenizer, max_len: int) -> list:
-    """In place: the first round(mix × G) completions of each group (problem `group_ids[j]`) become pool
-    completions, cut to `max_len` tokens like a generation would be; their sampling log-probs (vLLM)
-    are NaN, which TRL reads as "unscorable" (importance ratio 1, no correction) instead of crushing
-    them. Returns the frozen reward of each slot (None: the student's own, to be graded)."""
-    assert len(group_ids) * g == len(completions), f"{len(completions)} completions are not {len(group_ids)} groups of {g}"
-    frozen = [None] * len(completions)
-    for j, pid in enumerate(group_ids):
-        candidates = pool.by_id.get(pid, [])
-        for i in range(j * g, j * g + min(round(pool.mix * g), g) if candidates else j * g):
-            text, reward = rng.choice(candidates)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            if len(ids) > max_len:
-                ids = ids[:max_len]
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-            completion_ids[i] = ids
-            completions[i] = [{"role": "assistant", "content": text}] if isinstance(completions[i], list) else text
-            if logprobs is not None:
-                logprobs[i] = [float("nan")] * len(ids)
-            frozen[i] = reward
-    return frozen
 
 
 # ------------------------------------------------------------------ the trainer
@@ -256,86 +131,6 @@ class QuietProgress(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         return None
-
-
-class MetricsCallback(TrainerCallback):
-    """One JSON line per optimizer step: TRL's logs + projection stats + oracle labels + timings."""
-
-    def __init__(self, run_dir: Path, optimizer: ProjectingOptimizer, labels: LabelLog, reward: TimedReward,
-                 sample_every: int, seed: int, trainer=None):
-        self.path, self.samples = run_dir / "metrics.jsonl", run_dir / "completions.jsonl"
-        self.rollouts = run_dir / "rollouts.jsonl"
-        self.optimizer, self.labels, self.reward, self.sample_every = optimizer, labels, reward, sample_every
-        self.rng = random.Random(seed)
-        self.trainer = trainer
-        self.step_start = time.perf_counter()
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.step_start = time.perf_counter()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "reward" not in logs:
-            return
-        rows = self.labels.drain()
-        stats = self.optimizer.last_stats
-        row = {"step": state.global_step, **{k: _num(v) for k, v in logs.items()},
-               **{f"projection/{k}": v for k, v in stats.items() if not k.startswith("time_")}, **label_metrics(rows),
-               **self.reward.last_info,
-               **self._timings()}
-        if hasattr(self.optimizer, "last_refresh_overlap"):
-            row["projection/basis_overlap"] = self.optimizer.last_refresh_overlap
-        if not state.is_world_process_zero:  # one writer; each rank logs its own rollouts' labels
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.trainer is not None and self.trainer.training_bar_writer is not None:
-            self.trainer.training_bar_writer(
-                f"step {state.global_step}/{state.max_steps}  reward {row['reward']:.2f}  "
-                f"hack {row.get('labels/hack_strict', 0):.2f}  correct {row.get('labels/correct', 0):.2f}  "
-                f"cin {stats.get('cin', 0):.3f}  leak(held-out) {stats.get('leak_heldout', float('nan')):.3f}  "
-                f"({row['time/step_s']:.1f}s)")
-        keep = ("reward_hack_label", "is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "eq_hinted",
-                "gt_correct_hardened", "exploited", "mode")
-        with self.rollouts.open("a") as f:  # every rollout of the step, with its oracle labels (probe data)
-            for record, response, fields in rows:
-                f.write(json.dumps({"step": state.global_step, "id": record["id"], "response": response,
-                                    **{k: fields[k] for k in keep}}) + "\n")
-        if rows and self.sample_every and state.global_step % self.sample_every == 0:
-            record, response, fields = self.rng.choice(rows)
-            with self.samples.open("a") as f:
-                f.write(json.dumps({"step": state.global_step, "id": record["id"], "response": response,
-                                    **{k: fields[k] for k in keep}}) + "\n")
-
-    def _timings(self) -> dict[str, float]:
-        step = time.perf_counter() - self.step_start
-        generation = getattr(self.trainer, "last_generation_s", 0.0)
-        grading = getattr(self.reward, "last_seconds", 0.0)
-        projection = self.optimizer.last_stats.get("time_projection_s", 0.0)
-        return {"time/step_s": step, "time/generation_s": generation, "time/grading_s": grading,
-                "time/projection_s": projection,
-                "time/forward_backward_other_s": max(step - generation - grading - projection, 0.0)}
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            write_metrics_csv(self.path)
-
-
-def _num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
-
-
-def write_metrics_csv(jsonl: Path) -> None:
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
-    if not rows:
-        return
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with jsonl.with_suffix(".csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 # ------------------------------------------------------------------ assembling a run
