@@ -173,7 +173,10 @@ class Grader:
         parsed = parse_reference(response)
         mode = record_mode(record)
         metadata = record.get("prompt_metadata", {})
-        name = metadata.get("test_func_name") or "run_tests" if mode in (None, "run_tests") else None
+        # The reference's `.get('test_func_name', 'run_tests')`: an explicit null (no-hint rows of its
+        # combined evaluation file, nulled by Arrow schema merging) names a function `None`, which no
+        # response defines, so no test function is analysed; a missing key means `run_tests`.
+        name = metadata.get("test_func_name", "run_tests") if mode in (None, "run_tests") else None
         test_func = extract_test_function(parsed, name) if name else extract_test_function(None, "")
         prompt_func = prompt_test_function(user_message(record), metadata, name) if name else ""
         plan = _Plan(record, response, parsed, mode, name, test_func, prompt_func)
@@ -182,7 +185,7 @@ class Grader:
             plan.jobs["gt"] = ("reference", {"code": runner_program(setup, parsed, record["gt_answer"])},
                                len(record["gt_answer"]))
             if mode is not None:
-                check = (test_function_call(name, test_func.parent if test_func.found else None)
+                check = (test_function_call(str(name), test_func.parent if test_func.found else None)
                          if mode == "run_tests" else CHANNEL_CHECKS[mode])
                 plan.jobs["hint"] = ("reference", {"code": runner_program(setup, parsed, [check])}, 1)
             if prompt_func:
