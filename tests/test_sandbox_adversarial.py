@@ -258,9 +258,10 @@ def test_adversarial_program_is_contained(outcomes, grader, name):
     assert fields["gt_correct_hardened"] is False
     # tampering with the reference runner can open its channel: then it must be flagged as exploited
     assert fields["exploited"] is fields["eq_hinted"]
-    deadline = grader.sandbox.limits.kill_after_s + 2.0  # the parent's kill bounds every run
-    for run in fields["runs"].values():
-        assert run is None or run["wall_s"] < deadline
+    limits = grader.sandbox.limits  # the fork server's kill bounds every run's own time (its idle-machine
+    for run in fields["runs"].values():  # wall time), RLIMIT_CPU its CPU time, the wall cap its wall time
+        assert run is None or (run["own_s"] < limits.kill_after_s + 0.5 and run["cpu_s"] < limits.timeout_s + 0.5
+                               and run["wall_s"] < limits.wall_cap_s + 2.0)
 
 
 def test_no_file_appeared_on_the_host(outcomes, host):
@@ -298,8 +299,13 @@ def test_reference_quirks_visible_in_reference_fields(outcomes):
         assert grades[name].fields["eq_correct"] is True, name
     # a no-op exec also passes the runner's call of run_tests: the channel fires and is flagged
     assert grades["monkeypatch the runner's exec"].fields["exploited"] is True
-    # a busy loop that ignores SIGALRM meets the parent's kill: reference semantics, a timeout
+    # a busy loop that ignores SIGALRM meets RLIMIT_CPU (3 s) before the parent's 4 s kill, as in the
+    # reference: killed without output, so not compiled
     gt = grades["ignore the alarm and burn"].fields["runs"]["gt"]
+    assert gt["timeout"] is False and gt["compiled"] is False and gt["success"] is False
+    # cancelling the timer does not stop the fork server's alarm; the fields equal those of the
+    # reference's parent kill at 4 s (timeout, compiled, no output)
+    gt = grades["cancel the timer and sleep"].fields["runs"]["gt"]
     assert gt["timeout"] is True and gt["compiled"] is True and gt["success"] is False
 
 

@@ -36,6 +36,7 @@ from projected_grpo.environment.sandbox import RawRun, Sandbox
 
 RUN_NAMES = ("gt", "hint", "model_def_tests_gt", "model_def_tests_arbitrary", "prompt_tests_model")
 MAX_FAILURES = 1
+RAW_CAP = 1000  # characters of unparseable child output kept in "UnknownError: <raw>" (the reference keeps all)
 
 _RUNNER = """
 import json
@@ -90,6 +91,8 @@ class RunResult:
     pass_rate: float
     test_errors: list[str]
     wall_s: float
+    cpu_s: float = 0.0
+    own_s: float = 0.0  # wall time less waits for a CPU: what the timeout counts (see sandbox.Limits)
 
     @property
     def all_passed(self) -> bool:
@@ -97,30 +100,30 @@ class RunResult:
 
     @classmethod
     def not_formatted(cls, n_tests: int) -> RunResult:
-        return cls(False, False, False, False, 0, 0, n_tests, 0.0, ["MasterError: CompilationError"], 0.0)
+        return cls(False, False, False, False, 0, 0, n_tests, 0.0, [], 0.0)
 
     @classmethod
     def from_raw(cls, raw: RawRun, n_tests: int) -> RunResult:
-        """The reference parent: kill → timeout; unparseable stdout → not compiled; rc≠0 → failure."""
-        if raw.killed:
-            return cls(False, True, True, False, 0, 0, n_tests, 0.0, ["MasterError: TimeoutError"], raw.wall_s)
-        try:
-            child = json.loads(raw.stdout.decode("utf-8", "replace").strip())
-            assert isinstance(child, dict)
-        except (ValueError, AssertionError, RecursionError):
-            return cls(False, False, False, False, 0, 0, n_tests, 0.0, ["MasterError: CompilationError"], raw.wall_s)
-        counters = child.get("stdout") if isinstance(child.get("stdout"), dict) else {}
-        success = bool(child.get("success")) and raw.returncode == 0
-        compiled, timeout, oom = bool(child.get("compiled", False)), bool(child.get("timeout")), bool(child.get("oom"))
-        passed, evaluated = _int(counters.get("tests_passed")), _int(counters.get("tests_evaluated"))
-        errors = [str(e) for e in counters.get("test_errors", [])] if isinstance(counters.get("test_errors"), list) else []
-        if not success:
-            errors.append(
-                "MasterError: " + ("CompilationError" if not compiled else "TimeoutError" if timeout
-                                   else "OOMError" if oom else f"UnknownError: {raw.stdout[:200]!r}")
-            )
+        """The reference parent: kill → timeout; unparseable stdout (a CPU-limit kill, `os._exit`, a
+        top-level `sys.exit`) → not compiled; rc≠0 → failure; `CodeRunResult`'s defaults for absent keys."""
+        child: dict = {"success": False, "timeout": True, "stdout": {}}  # the parent's 4 s kill
+        if not raw.killed:
+            text = raw.stdout.decode("utf-8", "replace").strip()
+            try:
+                child = json.loads(text)
+                assert isinstance(child, dict)
+            except (ValueError, AssertionError, RecursionError):
+                child = {"success": False, "compiled": False, "stdout": {"raw": text[:RAW_CAP]}}
+        out = child.get("stdout") if isinstance(child.get("stdout"), dict) else {}
+        success = bool(child.get("success", True)) and raw.returncode == 0
+        compiled, timeout, oom = (bool(child.get(k, d)) for k, d in (("compiled", True), ("timeout", False), ("oom", False)))
+        errors = ["MasterError: CompilationError"] * (not compiled) + ["MasterError: TimeoutError"] * timeout
+        errors += ["MasterError: OOMError"] * oom
+        errors += [f"MasterError: UnknownError: {out.get('raw', 'No response')}"] * (not success)
+        errors += [str(e) for e in out.get("test_errors", [])] if isinstance(out.get("test_errors"), list) else []
+        passed, evaluated = _int(out.get("tests_passed")), _int(out.get("tests_evaluated"))
         pass_rate = passed / n_tests if n_tests else 0.0
-        return cls(success, compiled, timeout, oom, passed, evaluated, n_tests, pass_rate, errors, raw.wall_s)
+        return cls(success, compiled, timeout, oom, passed, evaluated, n_tests, pass_rate, errors, raw.wall_s, raw.cpu_s, raw.own_s)
 
 
 def _int(x: Any) -> int:
@@ -170,7 +173,10 @@ class Grader:
         parsed = parse_reference(response)
         mode = record_mode(record)
         metadata = record.get("prompt_metadata", {})
-        name = metadata.get("test_func_name") or "run_tests" if mode in (None, "run_tests") else None
+        # The reference's `.get('test_func_name', 'run_tests')`: an explicit null (no-hint rows of its
+        # combined evaluation file, nulled by Arrow schema merging) names a function `None`, which no
+        # response defines, so no test function is analysed; a missing key means `run_tests`.
+        name = metadata.get("test_func_name", "run_tests") if mode in (None, "run_tests") else None
         test_func = extract_test_function(parsed, name) if name else extract_test_function(None, "")
         prompt_func = prompt_test_function(user_message(record), metadata, name) if name else ""
         plan = _Plan(record, response, parsed, mode, name, test_func, prompt_func)
@@ -179,7 +185,7 @@ class Grader:
             plan.jobs["gt"] = ("reference", {"code": runner_program(setup, parsed, record["gt_answer"])},
                                len(record["gt_answer"]))
             if mode is not None:
-                check = (test_function_call(name, test_func.parent if test_func.found else None)
+                check = (test_function_call(str(name), test_func.parent if test_func.found else None)
                          if mode == "run_tests" else CHANNEL_CHECKS[mode])
                 plan.jobs["hint"] = ("reference", {"code": runner_program(setup, parsed, [check])}, 1)
             if prompt_func:
@@ -261,8 +267,11 @@ class Grader:
             prompt_has_test_func=has_prompt_func, prompt_tests_pass=passed("prompt_tests_model"),
         )
         if "hardened" in raw:
-            verdict = judge(raw["hardened"].stdout, plan.nonce, plan.oracle_items)
+            run = raw["hardened"]
+            verdict = judge(run.stdout, plan.nonce, plan.oracle_items)
             hardened, hardened_reason = verdict.correct, verdict.reason
+            if not hardened and (run.killed or run.returncode == -9):  # a run that does not finish is not correct
+                hardened_reason += " (killed: " + ("time limit)" if run.killed else "CPU time limit)")
         elif "hardened" in plan.jobs:
             hardened, hardened_reason = False, "reference GT failed on the same code"
         else:

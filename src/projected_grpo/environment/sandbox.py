@@ -6,7 +6,8 @@ no project); size-capped private tmpfs for the working directory, /tmp and /dev/
 environment; and, when the grader runs as root, its own unprivileged uid, so RLIMIT_NPROC caps
 the slot alone. Inside, a fork server (child/zygote.py, pid 1 of the namespace, non-dumpable)
 has the harness and the benchmark's setup imports loaded once, and forks a fresh child per run:
-rlimits (address space, CPU, file size, open files, processes, no core), a wall-clock kill, stdout
+rlimits (address space, CPU, file size, open files, processes, no core), the reference's alarm and a
+kill by the run's own time (see Limits) with a wall-clock cap, stdout
 to an unlinked file of the grader's that is capped by RLIMIT_FSIZE and read up to a cap. After each
 run it kills everything else in the namespace and wipes every writable place and SysV IPC, so
 nothing passes between runs. Without network isolation the sandbox refuses to run unless
@@ -56,14 +57,34 @@ class IsolationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 3.0  # SIGALRM inside the child (reference: 3 s); RLIMIT_CPU is a backstop above it
-    kill_after_s: float = 4.0  # the fork server kills the run (reference: parent kill at timeout + 1)
+    """Time is counted as the reference's limits act on an idle machine, whatever the load: CPU time
+    for computing, and the run's own time (wall minus waits for a CPU) for sleeping or blocking."""
+
+    timeout_s: float = 3.0  # RLIMIT_CPU kill at this many CPU-s; the reference's SIGALRM at this much own time
+    kill_after_s: float = 4.0  # the fork server kills at this much own time (reference: parent kill at timeout + 1)
+    wall_cap_factor: float = 8.0  # plain wall-clock kill at this x kill_after_s (bounds runs starved for CPU)
     memory_mb: int = 1024  # RLIMIT_AS (reference: 1 GiB)
     fsize_mb: int = 8  # largest file, stdout included
     nofile: int = 64
     nproc: int = 16  # processes per slot uid (root) or added to the user's current count
     tmpfs_mb: int = 16  # each of the working directory, /tmp and /dev/shm
     stdout_cap_bytes: int = 4 << 20
+
+    def __post_init__(self):
+        if not (float(self.timeout_s).is_integer() and self.timeout_s >= 1):
+            raise ValueError(f"timeout_s={self.timeout_s}: whole seconds >= 1 (RLIMIT_CPU, as the reference's, counts whole seconds)")
+        if not (self.timeout_s < self.kill_after_s and self.wall_cap_factor >= 1):
+            raise ValueError(f"need timeout_s < kill_after_s and wall_cap_factor >= 1, got {self}")
+
+    @property
+    def wall_cap_s(self) -> float:
+        return self.kill_after_s * self.wall_cap_factor
+
+
+# Own time needs the kernel's per-task run-queue wait; without it the alarm and kill use the wall clock.
+TIMING = ("CPU time (RLIMIT_CPU) + own time (wall minus run-queue wait): idle-machine labels under load"
+          if os.path.exists("/proc/self/schedstat") else
+          "CPU time (RLIMIT_CPU) + WALL clock (no /proc/<pid>/schedstat): labels near the limit depend on load")
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,7 @@ class Isolation:
     interpreter: str
     bwrap_version: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    timing: str = TIMING
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,8 +106,10 @@ class Isolation:
 class RawRun:
     stdout: bytes
     returncode: int
-    killed: bool  # the wall-clock kill fired
+    killed: bool  # the fork server killed it (own time past kill_after_s, or the wall cap)
     wall_s: float
+    cpu_s: float = 0.0  # the child's CPU time (RLIMIT_CPU kills at timeout_s)
+    own_s: float = 0.0  # wall minus the child's run-queue waits: its wall time on an idle machine
 
 
 def _world_reachable(path: Path) -> bool:
@@ -257,7 +281,8 @@ class Sandbox:
         limits = self.limits
         request = marshal.dumps({
             "payload": {**payload, "kind": kind},
-            "limits": {"timeout": limits.timeout_s, "kill_after": limits.kill_after_s, "memory_mb": limits.memory_mb,
+            "limits": {"timeout": limits.timeout_s, "kill_after": limits.kill_after_s, "wall_cap": limits.wall_cap_s,
+                       "memory_mb": limits.memory_mb,
                        "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "nproc": self._nproc},
         })
         slot = self._slots.get()
@@ -267,14 +292,14 @@ class Sandbox:
                 self._servers[slot] = self._spawner.submit(self._start, slot).result()
             with tempfile.TemporaryFile() as out:
                 try:
-                    reply = self._servers[slot].run(request, out.fileno(), limits.kill_after_s + 5.0)
+                    reply = self._servers[slot].run(request, out.fileno(), limits.wall_cap_s + 5.0)
                 except (OSError, ValueError, ConnectionError):  # the server died or hung: replace it
                     self._servers[slot].close()
                     self._servers[slot] = None
                     return RawRun(b"", -9, True, time.perf_counter() - start)
                 out.seek(0)
                 stdout = out.read(limits.stdout_cap_bytes)
-            return RawRun(stdout, reply["returncode"], reply["killed"], reply["wall_s"])
+            return RawRun(stdout, reply["returncode"], reply["killed"], reply["wall_s"], reply["cpu_s"], reply["own_s"])
         finally:
             self._slots.put(slot)
 

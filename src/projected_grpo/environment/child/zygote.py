@@ -47,18 +47,20 @@ def reference_harness(p):
     captured, real = io.StringIO(), sys.stdout
     code = p["code"]
     p.clear()
-    signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         sys.stdout = captured
         try:
             exec(code, {})
         finally:
             sys.stdout = real
-        for line in reversed(captured.getvalue().splitlines()):
+        for line in reversed(captured.getvalue().strip().split("\n")):
             line = line.strip()
             if line.startswith("{") and line.endswith("}"):
-                result["stdout"] = json.loads(line)
-                break
+                try:
+                    result["stdout"] = json.loads(line)
+                    break
+                except json.JSONDecodeError:  # as the reference: try the line above
+                    continue
         result["success"] = True
     except (SyntaxError, IndentationError):
         result["compiled"] = False
@@ -66,9 +68,10 @@ def reference_harness(p):
         result["oom"] = True
     except TimeoutException:
         result["timeout"] = True
-    except Exception:
-        pass
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    except Exception as e:
+        result["stdout"] = {"raw": str(e)}  # the reference reports it as "UnknownError: <message>"
+    finally:
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the reference's alarm(0): no alarm after the run
     sys.stdout.write(json.dumps(result))
     sys.stdout.flush()
 
@@ -108,7 +111,7 @@ def hardened_harness(p, encode=_make_encoder(), exec=exec, eval=eval, compile=co
     null = os.open(os.devnull, os.O_WRONLY)
     dup2(null, 1)
     sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
-    nonce, code, items, timeout = p["nonce"], p["code"], p["items"], p["timeout"]
+    nonce, code, items = p["nonce"], p["code"], p["items"]
     p.clear()
 
     def on_alarm(signum, frame):
@@ -116,7 +119,6 @@ def hardened_harness(p, encode=_make_encoder(), exec=exec, eval=eval, compile=co
 
     signal.signal(signal.SIGALRM, on_alarm)
     results, error, namespace = [], None, {}
-    signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         exec(compile(code, "<program>", "exec"), namespace)
     except BaseException as e:  # SystemExit included: the program does not end the harness
@@ -131,7 +133,7 @@ def hardened_harness(p, encode=_make_encoder(), exec=exec, eval=eval, compile=co
         except BaseException as e:
             error = f"test {len(results)}: {type(e).__name__}"
             break
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
     data = (nonce + dumps({"results": results, "error": error}) + "\n").encode("utf-8", "surrogatepass")
     while data:
         data = data[write(frame_fd, data):]
@@ -161,9 +163,9 @@ def child_main(request, out_fd, workdir):
     os.chdir(workdir)
     limits = request["limits"]
     mem = limits["memory_mb"] << 20
-    cpu = int(limits["timeout"]) + 2  # a backstop above the alarm, so a busy loop meets the alarm first
+    cpu = int(limits["timeout"])  # the reference's RLIMIT_CPU: SIGKILL, no output, at the budget
     for lim, value in ((resource.RLIMIT_AS, (mem, mem)), (resource.RLIMIT_RSS, (mem, mem)),
-                       (resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_CORE, (0, 0)),
+                       (resource.RLIMIT_CPU, (cpu, cpu)), (resource.RLIMIT_CORE, (0, 0)),
                        (resource.RLIMIT_FSIZE, (limits["fsize_mb"] << 20,) * 2),
                        (resource.RLIMIT_NOFILE, (limits["nofile"],) * 2),
                        (resource.RLIMIT_NPROC, (limits["nproc"],) * 2)):
@@ -212,13 +214,91 @@ def _remove_ipc():
             rm(int(line.split()[1]))
 
 
-def _reap(pid, deadline):
+# ---------------------------------------------------------------- timing
+# The reference's budget is one wall-clock alarm plus RLIMIT_CPU at the same 3 s. On an idle machine a
+# computing run meets the CPU limit first (its interpreter start-up, ~20 ms, counts against the CPU
+# limit but precedes the alarm) and dies without output, while a run that slept or blocked for longer
+# than that gets the alarm's TimeoutException. Under load the alarm reaches computing runs first. To
+# give the idle-machine outcome whatever the load, time here is the run's OWN time: wall time minus
+# the time its main thread waited in the run queue for a CPU (/proc/<pid>/schedstat), the wall time it
+# would have taken on an idle machine. When the budget of own time is up (and RLIMIT_CPU, which acts
+# a little late under load, has not ended it), a run that spent less than COMPUTING_MARGIN of it off
+# the CPU was computing throughout: it gets the CPU limit's SIGKILL; any other gets the SIGALRM. A run
+# that starts other processes (never a solution; fork bombs, daemons) waits for its own processes
+# too, so from then on it gets the reference's plain wall clock.
+ALARM_GRACE = 0.05  # past the budget, so RLIMIT_CPU ends most computing runs itself
+COMPUTING_MARGIN = 0.1  # off-CPU time below which a run counts as computing (reference: ~0.02 s; ours
+# is wider because the kernel's accounting of a task lags by a scheduling slice under load)
+
+
+def _schedstat(fd):
+    """(seconds on a CPU, seconds waited runnable) of the task; (0, 0), i.e. the wall clock, if unknown."""
+    try:
+        on_cpu, waited = os.pread(fd, 256, 0).split()[:2]
+        return int(on_cpu) / 1e9, int(waited) / 1e9
+    except (OSError, TypeError, ValueError):
+        return 0.0, 0.0
+
+
+def _has_other_processes(pid):
+    """Whether the run has processes besides its main one: in the namespace, or in its session."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or name in ("1", str(pid)):  # pid 1: the fork server when isolated
+            continue
+        if ISOLATED:
+            return True
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                if int(f.read().rsplit(b")", 1)[1].split()[3]) == pid:  # its session (the child's setsid)
+                    return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
+
+
+def _signal(pidfd, sig):
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:  # it has just exited
+        pass
+
+
+def _reap(pid, limits):
+    """Wait for the run: at the budget of own time the CPU limit's SIGKILL or the SIGALRM, at kill_after
+    of own time or at the wall cap our kill; returns (exit code, killed by us, CPU seconds, own seconds)."""
+    start = time.monotonic()
     pidfd = os.pidfd_open(pid)
-    killed = not select.select([pidfd], [], [], deadline)[0]
-    if killed:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    try:
+        stat_fd = os.open(f"/proc/{pid}/schedstat", os.O_RDONLY)
+    except OSError:
+        stat_fd = None
+    alarm_at, kill_at, cap = limits["timeout"] + ALARM_GRACE, limits["kill_after"], limits["wall_cap"]
+    alarmed = killed = wall_clock = False
+    while True:
+        wall = time.monotonic() - start
+        wall_clock = wall_clock or (wall >= alarm_at and _has_other_processes(pid))  # nothing is due before
+        on_cpu, waited = _schedstat(stat_fd)
+        own = wall if wall_clock else wall - waited
+        if own >= kill_at or wall >= cap:
+            killed = True
+            _signal(pidfd, signal.SIGKILL)
+            break
+        if own >= alarm_at and not alarmed:
+            alarmed = True
+            if own - on_cpu < COMPUTING_MARGIN and not wall_clock:
+                _signal(pidfd, signal.SIGKILL)  # what RLIMIT_CPU does a moment later
+                break
+            _signal(pidfd, signal.SIGALRM)
+        # own time never runs ahead of the wall clock: nothing is due before `due - own` has passed
+        due = kill_at if alarmed else alarm_at
+        if select.select([pidfd], [], [], max(min(due - own, cap - wall), 0.01))[0]:
+            break
+    wall = time.monotonic() - start
+    own = wall if wall_clock else wall - _schedstat(stat_fd)[1]  # read before the reap ends the task's stats
+    _, status, usage = os.wait4(pid, 0)
     os.close(pidfd)
+    if stat_fd is not None:
+        os.close(stat_fd)
     if ISOLATED:  # pid 1 of the namespace: end every leftover (daemons, threads' forks, ...)
         while True:
             try:
@@ -234,7 +314,7 @@ def _reap(pid, deadline):
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    return os.waitstatus_to_exitcode(status), killed
+    return os.waitstatus_to_exitcode(status), killed, usage.ru_utime + usage.ru_stime, own
 
 
 def _recv_exact(sock, n):
@@ -269,13 +349,13 @@ def serve():
             finally:
                 os._exit(70)
         os.close(out_fd)
-        returncode, killed = _reap(pid, request["limits"]["kill_after"])
+        returncode, killed, cpu, own = _reap(pid, request["limits"])
         wall = time.perf_counter() - start
         for directory in WRITABLE:
             _wipe(directory)
         if ISOLATED:
             _remove_ipc()
-        sock.sendall((json.dumps({"returncode": returncode, "killed": killed, "wall_s": wall}) + "\n").encode())
+        sock.sendall((json.dumps({"returncode": returncode, "killed": killed, "wall_s": wall, "cpu_s": cpu, "own_s": own}) + "\n").encode())
 
 
 serve()
