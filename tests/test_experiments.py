@@ -157,7 +157,7 @@ def test_killed_matrix_resumes_and_skips_finished_cells(tmp_path):
     assert vanilla.stat().st_mtime_ns == before  # the finished cell was skipped
     rows = [json.loads(x) for x in (out / "cells" / "erase-s7" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
-    assert "| erase | method | 1 |" in (out / "report.md").read_text()
+    assert "| erase | method | 1 | held-out |" in (out / "report.md").read_text()
 
 
 def test_eval_held_out_flag_is_checked_not_assumed(tmp_path):
