@@ -39,3 +39,4 @@ def format_model(tmp_path_factory):
     from projected_grpo.organism.warmup import build_format_model
 
     return build_format_model(tmp_path_factory.mktemp("format_model"))
+

@@ -83,3 +83,22 @@ def test_organism_judge_refuses_a_non_empty_directory(tmp_path):
     result = runner.invoke(app, ["organism", "judge", str(tmp_path / "judge")])
     assert result.exit_code != 0 and "not empty" in result.output
     assert (tmp_path / "judge" / "keep.txt").read_text() == "mine"
+
+
+def test_ci_fails_on_a_skip_it_does_not_allow(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_x.py").write_text("import pytest\n\ndef test_a():\n    pytest.skip('no data')\n\ndef test_b():\n    pass\n")
+    allowed = tmp_path / "allowed"
+    allowed.write_text("# nothing allowed\n")
+    env = {**os.environ, "PROJECTED_GRPO_ALLOWED_SKIPS": str(allowed),
+           "PYTHONPATH": os.path.dirname(__file__)}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "skipguard", "-p", "no:cacheprovider", "test_x.py"]
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and "test_x.py::test_a: Skipped: no data" in run.stdout, run.stdout
+    allowed.write_text("test_x.py::test_a  # the data is not shipped\n")
+    assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True).returncode == 0
+    del env["PROJECTED_GRPO_ALLOWED_SKIPS"]  # outside CI a skip stays a skip
+    assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True).returncode == 0

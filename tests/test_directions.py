@@ -284,3 +284,23 @@ def test_refresh_re_extracts_on_the_current_adapter_during_training(small_pairs,
         opt.zero_grad()
     assert 0.0 < opt.last_refresh_overlap <= 1.0 + 1e-6
     assert opt.last_stats["leak_own_basis"] <= 1e-5
+
+
+def test_basis_cache_key_covers_every_weight_byte_the_tokenizer_and_the_chat_template(tmp_path, small_pairs):
+    from projected_grpo.directions.store import basis_key
+
+    model, tokenizer = load_model("tiny-qwen3")
+    adapters = attach_adapters(model, AdapterConfig("svd"), cache_dir=tmp_path)
+    config = ExtractionConfig(k=2)
+    key = lambda **kw: basis_key(small_pairs, adapters, tokenizer, "gradient", config, {}, **kw)  # noqa: E731
+    base = key()
+    assert key(chat_template_kwargs={"enable_thinking": False}) != base
+    assert key(chat_template_kwargs={"enable_thinking": False}) != key(chat_template_kwargs={"enable_thinking": True})
+    tokenizer.chat_template = tokenizer.chat_template.replace("<|im_start|>", "<|im_start|> ")
+    assert key() != base
+    tokenizer.chat_template = tokenizer.chat_template.replace("<|im_start|> ", "<|im_start|>")
+    assert key() == base
+    embed = model.get_input_embeddings().weight  # frozen, not adapted: the basis still depends on it
+    with torch.no_grad():
+        embed.view(-1)[-1] += 1.0  # the very last byte of the tensor, far past any prefix
+    assert key() != base
