@@ -102,3 +102,20 @@ def test_ci_fails_on_a_skip_it_does_not_allow(tmp_path):
     assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True).returncode == 0
     del env["PROJECTED_GRPO_ALLOWED_SKIPS"]  # outside CI a skip stays a skip
     assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True).returncode == 0
+
+
+def test_train_console_shows_our_progress_not_library_noise(tmp_path):
+    """`projected-grpo train` as a user runs it: our step lines, and none of the libraries' deprecation
+    warnings, weight-loading bars or tokenizer notices."""
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "projected_grpo.cli", "train", "--preset", "tiny", "--set", "steps=1",
+                          "--set", f'output_dir="{tmp_path / "run"}"'], capture_output=True, text=True,
+                         env={**os.environ, "PROJECTED_GRPO_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    assert "step 1/1" in out
+    for noise in ("FutureWarning", "Loading weights", "PAD/BOS/EOS", "deprecated"):
+        assert noise not in out, noise

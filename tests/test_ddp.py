@@ -1,6 +1,7 @@
 """Under torch DDP (gloo, 2 CPU processes) the projecting optimizer keeps every rank identical."""
 
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -33,8 +34,18 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, space: str) -> 
     dist.all_gather(gathered, flat)
     if rank == 0:
         torch.save({"gathered": gathered, "leak": opt.last_stats["leak_own_basis"]}, os.path.join(out_dir, "result.pt"))
-    dist.barrier()  # neither rank tears gloo down while the other still uses it (else: abort at exit)
+    dist.barrier()
     dist.destroy_process_group()
+    # Leave without interpreter finalization. DDP keeps a C++ reference to the gloo backend, so
+    # destroy_process_group() does not destroy it: its worker threads (pt_gloo_runloop) stay alive.
+    # A worker that drops the last reference to a finished AsyncWork frees its tensors; freeing a
+    # tensor tied to a Python object takes the GIL, and during Py_FinalizeEx CPython answers that
+    # with pthread_exit, whose unwind through the noexcept ~AsyncWork is std::terminate ("terminate
+    # called without an active exception", SIGABRT). No barrier orders that release before exit;
+    # os._exit skips finalization, as multiprocessing's own fork children do.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def test_ranks_stay_identical_with_projection(tmp_path):

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -577,7 +578,16 @@ def _mode_of(values) -> str:
     return str(top) if n == total else f"{top} ({n}/{total})"
 
 
+def quiet_libraries() -> None:
+    """Our progress and results only: no library deprecation warnings, per-model "Loading weights" bars or
+    tokenizer notices (set before transformers is imported; a user's own settings win)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+
+
 def main() -> None:
+    quiet_libraries()
     app()
 
 

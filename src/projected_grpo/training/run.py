@@ -180,6 +180,7 @@ def grpo_args(config: TrainConfig, run_dir: Path) -> GRPOConfig:
         use_cpu=not cuda, bf16=cuda and config.model.dtype == "bfloat16",
         gradient_checkpointing=g.gradient_checkpointing, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
         chat_template_kwargs=config.model.chat_template_kwargs or None, disable_dropout=True,
+        disable_tqdm=False,  # our one-line-per-step writer rides on the progress callback, whatever the log level
     )
 
 
