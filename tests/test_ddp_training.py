@@ -9,7 +9,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 
-def test_two_process_training_keeps_ranks_identical(tmp_path, format_model, benchmark):
+def test_two_process_training_keeps_ranks_identical(tmp_path, format_model):
     model_dir, data = format_model
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")

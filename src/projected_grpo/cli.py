@@ -374,6 +374,21 @@ def train(
     except ConfigError as e:
         _fail(str(e))
     console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
+    _leave_distributed()
+
+
+def _leave_distributed() -> None:
+    """A torchrun rank leaves without interpreter finalization: DDP keeps gloo's worker threads alive
+    past destroy_process_group(), and one that frees a finished work item's tensors while the
+    interpreter finalizes is killed by std::terminate (SIGABRT after a successful run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command("eval")
