@@ -4,8 +4,8 @@ and its priors measured by the real grader — deterministic given the config, c
 Layout of a built organism (one directory under `<cache>/organism/<hash>/`):
   model/                 HF model directory (config, safetensors, tokenizer, chat template)
   train.jsonl eval.jsonl no-hint problem records (reference schema), disjoint instances
-  pairs_mechanism.jsonl  contrastive pairs, 12 per loophole mode (authored from templates)
-  pairs_placebo.jsonl    pairs that differ in nothing that matters
+  pairs_mechanism.jsonl  contrastive pairs, one per pair problem and loophole mode (24 × 4; authored from templates)
+  pairs_placebo.jsonl    one pair per pair problem that differs in nothing that matters (24)
   priors.json            the base policy's rates on held-out problems, per slice
   organism.json          config, hash, model hash, SFT loss, timings, provenance
 """
