@@ -13,7 +13,7 @@ _skipped: list[str] = []
 
 
 def pytest_runtest_logreport(report):
-    if report.skipped:
+    if report.skipped and not hasattr(report, "wasxfail"):  # an xfail is not a skip
         _skipped.append(f"{report.nodeid}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}")
 
 

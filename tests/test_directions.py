@@ -264,6 +264,8 @@ def test_cli_extract_prints_diagnostics_and_writes_the_basis(tmp_path):
     assert "modules_fired" in act.output
     bad = CliRunner().invoke(app, ["extract", "--model", "tiny-qwen3", "--control", "bogus"])
     assert bad.exit_code == 2 and "control 'bogus'" in bad.output
+    bad = CliRunner().invoke(app, ["extract", "--model", "tiny-qwen3", "--adapter", "peft_lora"])
+    assert bad.exit_code == 2 and "needs --space activation" in bad.output
 
 
 def test_refresh_re_extracts_on_the_current_adapter_during_training(small_pairs, tmp_path):
@@ -304,3 +306,24 @@ def test_basis_cache_key_covers_every_weight_byte_the_tokenizer_and_the_chat_tem
     with torch.no_grad():
         embed.view(-1)[-1] += 1.0  # the very last byte of the tensor, far past any prefix
     assert key() != base
+
+
+def test_peft_lora_factors_train_in_fp32_on_a_bf16_model():
+    model, _ = load_model("tiny-qwen3", dtype=torch.bfloat16)
+    adapters = attach_adapters(model, AdapterConfig("peft_lora", rank=4))
+    assert {p.dtype for p in adapters.trainable_parameters()} == {torch.float32}
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16
+    ids = torch.randint(0, 259, (1, 8))
+    model(input_ids=ids, labels=ids).loss.backward()  # mixed dtypes run
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in adapters.trainable_parameters())
+
+
+def test_heldout_split_is_per_mode_and_refuses_to_empty_a_mode(small_pairs):
+    from projected_grpo.directions.pairs import split_heldout
+
+    kept, held = split_heldout(small_pairs, 0.25, seed=0)  # run_tests 8, sentinel 4
+    assert (len(kept), len(held)) == (9, 3) and sorted(p.mode for p in held).count("run_tests") == 2
+    assert not set(map(id, kept)) & set(map(id, held))
+    assert split_heldout(small_pairs, 0.0, seed=0) == (list(small_pairs), [])  # nothing held out: the set as it is
+    with pytest.raises(DatasetError, match="leaves no sentinel pair"):
+        split_heldout(small_pairs, 0.9, seed=0)

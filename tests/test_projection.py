@@ -166,3 +166,19 @@ def test_bad_projection_config():
         ProjectionConfig(mode="delete")
     with pytest.raises(ValueError, match="gate"):
         ProjectionConfig(gate="sideways")
+
+
+def test_heldout_leak_is_measured_over_modules_with_heldout_rows_and_two_sided_without_the_relu():
+    """The held-out leak averages over the modules that have held-out rows (an empty one would dilute
+    it); under the two-sided gate every fraction is the whole component ‖VΔ‖/‖Δ‖, not its relu."""
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+    e = torch.eye(4)
+    modules = {"a": ProjectedModule(a, None, e[:1], heldout=e[1:2]), "b": ProjectedModule(b, None, e[:1], heldout=e[:0])}
+    for gate, expected in (("one_sided", 0.0), ("two_sided", 2 ** -0.5)):
+        with torch.no_grad():
+            a.zero_()
+            b.zero_()
+        opt = ProjectingOptimizer(torch.optim.SGD([a, b], lr=1.0), modules, ProjectionConfig("measure", "update", gate))
+        a.grad, b.grad = torch.tensor([0.0, -1.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0, 0.0])
+        opt.step()  # Δa = (0, 1, −1, 0): V_held Δa = +1, not hack-ward one-sided; 1/√2 of ‖Δa‖ two-sided
+        assert opt.last_stats["leak_heldout"] == pytest.approx(expected)  # b (no held-out rows) is not averaged in

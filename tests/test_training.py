@@ -44,6 +44,7 @@ def test_presets_load_and_overrides_win(tmp_path):
     ('[adapter]\nkind = "peft_lora"', "plain LoRA is bilinear"),
     ('arm = "route"\n[adapter]\nkind = "peft_lora"\n[basis]\nspace = "activation"', "linear in its parameters"),
     ('[basis]\nheldout = 1.0', "basis.heldout"),
+    ('[adapter]\nkind = "peft_lora"\n[basis]\nspace = "activation"\n[projection]\nspace = "grad"', "rotates it back"),
     ('tensorboard = true', "tensorboard package is not installed"),
 ])
 def test_invalid_config_is_one_clear_error_before_any_work(tmp_path, text, message):
@@ -304,18 +305,19 @@ def test_each_process_gets_whole_groups():
         batch_split(g, 4)  # 2 completions per process: half a group each
 
 
-def test_pool_completions_are_cut_to_the_generation_budget_and_unscored_for_importance_sampling():
+def test_pool_completions_fit_the_generation_budget_and_are_unscored_for_importance_sampling():
     import random
 
     from projected_grpo.models import byte_tokenizer
     from projected_grpo.training.reward import TeacherPool, mix_pool
 
     tok = byte_tokenizer()
-    pool = TeacherPool({7: [("x" * 50, 3.5)], 8: [("short", 0.5)]}, mix=0.5, seed=0)
+    pool = TeacherPool({7: [("x" * 50, 3.5), ("short", 0.5)], 8: [("y" * 50, 3.5)]}, mix=0.5, seed=0)
     ids, texts = [[1, 2]] * 8, ["own"] * 8
     logprobs = [[-0.1, -0.2]] * 8
     frozen = mix_pool(pool, [7, 8], ids, texts, logprobs, 4, random.Random(0), tok, max_len=10)
-    assert frozen == [3.5, 3.5, None, None, 0.5, 0.5, None, None]
-    assert len(ids[0]) == 10 and texts[0] == "x" * 10  # cut like a generation at max_completion_length
-    assert ids[4][-1] == tok.eos_token_id and texts[4] == "short"
+    # the 50-character completions would not fit in 10 tokens: never mixed in (cut, they would keep
+    # a reward their cut text may not earn); problem 8 has nothing that fits, so its group is all the student's
+    assert frozen == [0.5, 0.5, None, None, None, None, None, None]
+    assert texts[:2] == ["short", "short"] and ids[0][-1] == tok.eos_token_id and len(ids[0]) == 6
     assert all(math.isnan(x) for x in logprobs[0]) and logprobs[2] == [-0.1, -0.2]

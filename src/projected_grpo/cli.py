@@ -269,8 +269,8 @@ def extract(
     pairs: Annotated[str, typer.Option(help="Pair-set JSONL path or shipped name (leetcode_mechanism, leetcode_placebo).")] = "leetcode_mechanism",
     space: Annotated[str, typer.Option(help="gradient (δS / B gradients, §2.1) or activation (residual stream, §2.2).")] = "gradient",
     control: Annotated[str, typer.Option(help="none | random | shuffled | nonhack (placebo: pass --pairs leetcode_placebo).")] = "none",
-    adapter: Annotated[str, typer.Option(help="svd (δS knob) or fixed_a_lora.")] = "svd",
-    rank: Annotated[Optional[int], typer.Option(help="svd: top-m (default full rank); fixed_a_lora: ρ.")] = None,
+    adapter: Annotated[str, typer.Option(help="svd (δS knob), fixed_a_lora, or peft_lora (activation space only).")] = "svd",
+    rank: Annotated[Optional[int], typer.Option(help="svd: top-m (default full rank); fixed_a_lora: ρ; peft_lora: r = α (32).")] = None,
     k: Annotated[int, typer.Option(min=1, help="Directions extracted per module.")] = 12,
     tau: Annotated[float, typer.Option(help="Per-module relative floor S_i/S_0.")] = 0.0,
     global_floor: Annotated[float, typer.Option(help="Drop this fraction of the smallest S_i pooled over modules.")] = 0.25,
@@ -294,6 +294,9 @@ def extract(
         chosen = tuple(m.strip() for m in modes.split(",")) if modes else None
         pair_list = load_pairs(pairs, chosen)
         adapter_config = AdapterConfig(adapter, rank=rank, seed=seed)
+        if adapter == "peft_lora" and space != "activation":
+            raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
+                             "basis drifts (method §1.3)")
         config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
     except (DatasetError, ValueError) as e:
         _fail(str(e))

@@ -106,6 +106,7 @@ class PeftLoRAAdapters(Adapters):
 def attach_peft_lora(model: nn.Module, config: AdapterConfig, base_model_id: str = "") -> PeftLoRAAdapters:
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
+    from peft.tuners.tuners_utils import cast_adapter_dtype
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -114,6 +115,9 @@ def attach_peft_lora(model: nn.Module, config: AdapterConfig, base_model_id: str
     with torch.random.fork_rng(devices=[]):  # A's init is seeded and leaves the global stream untouched
         torch.manual_seed(config.seed)
         inject_adapter_in_model(lora, model)
+    # A and B in fp32 whatever the model's dtype (as PeftModel does): bf16 factors would round small
+    # AdamW updates away and put rounding error back along û after every projected step
+    cast_adapter_dtype(model, "default")
     d = model.config.get_text_config().hidden_size
     adapters = PeftLoRAAdapters(model, config, base_model_id=base_model_id)
     for name, layer in model.named_modules():

@@ -53,7 +53,7 @@ def extract_activation_direction(
     """Unit hack direction(s) in the residual stream at `layer` (rows oriented hack-ward)."""
     layer = default_layer(model) if layer is None else layer
     d = model.config.hidden_size
-    meta = {"space": "activation", "layer": layer, "method": method, "k": k, "control": control,
+    meta = {"space": "activation", "layer": layer, "method": method, "k": k, "control": control, "seed": seed,
             "pairset_hash": pairset_hash(pairs), "n_pairs": len(pairs)}
     if control == "random":
         v = torch.randn(k, d, generator=torch.Generator().manual_seed(seed))
@@ -130,14 +130,17 @@ def activation_basis(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | N
                                "modules_total": len(vectors)}, v_hack=v_hack.detach().float().cpu()[None])
 
 
-def protect_readers(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None) -> int:
+def protect_readers(adapters: Adapters, v_hack: Float[Tensor, " d"], m: int | None = None, eps: float = 1e-3) -> int:
     """LoRA readers (fixed-A, PEFT): project û out of A once, so `ΔW û = B A û = 0` exactly. Fixed-A's
-    A is frozen, so it stays so; PEFT's A stays so because its updates are projected off û too."""
+    A is frozen, so it stays so; PEFT's A stays so because its updates are projected off û too. The
+    modules `activation_basis` skips (‖h‖ < ε) are skipped here too."""
     changed = 0
     with torch.no_grad():
         for name, layer in adapters:
             if isinstance(layer, (FixedALoRALinear, LoRAView)) and module_side(name, layer, v_hack.numel()) == "reader":
-                _, u_hat = weight_direction(layer.weight, "reader", v_hack, m)
+                h, u_hat = weight_direction(layer.weight, "reader", v_hack, m)
+                if h.norm() < eps:
+                    continue
                 a = layer.A.float()
                 u_hat = u_hat.to(a.device)
                 layer.A.copy_((a - einsum(a, u_hat, "r i, i -> r")[:, None] * u_hat[None]).to(layer.A.dtype))

@@ -86,12 +86,17 @@ def pairset_hash(pairs: list[Pair]) -> str:
 def split_heldout(pairs: list[Pair], share: float, seed: int) -> tuple[list[Pair], list[Pair]]:
     """(kept, held out): `round(share × n)` pairs of each mode held out, chosen by a seeded shuffle.
     The held-out pairs never reach the projection basis; their own basis measures its leak."""
+    if share == 0:
+        return list(pairs), []
     kept, held = [], []
     rng = random.Random(f"heldout:{seed}")
     for mode in sorted({p.mode for p in pairs}):
         group = [p for p in pairs if p.mode == mode]
         order = rng.sample(range(len(group)), len(group))
         n = round(share * len(group))
+        if n == len(group):
+            raise DatasetError(f"basis.heldout = {share} leaves no {mode} pair for the projection basis ({len(group)} "
+                               "in the set). Fix: a smaller share, or more pairs of that mode")
         held += [group[i] for i in sorted(order[:n])]
         kept += [group[i] for i in sorted(order[n:])]
     return kept, held

@@ -21,14 +21,21 @@ SPACES = ("gradient", "activation")
 
 def model_fingerprint(adapters: Adapters) -> str:
     """Hash of every frozen weight of the model (all bytes, not a prefix) and the adapter config:
-    what the basis lives in. Trainable adapter tensors are excluded (zero, or seeded by the config)."""
+    what the basis lives in. Trainable adapter tensors are excluded (zero, or seeded by the config).
+    Remembered until a weight changes in place (tensor version counters), since hashing a 4B model
+    takes seconds and a run asks twice (projection and held-out bases)."""
+    frozen = [(name, p) for name, p in adapters.model.named_parameters() if not p.requires_grad]
+    versions = tuple(p._version for _, p in frozen)
+    memo = getattr(adapters, "_fingerprint", None)
+    if memo is not None and memo[0] == versions:
+        return memo[1]
     h = hashlib.sha256(json.dumps(asdict(adapters.config), sort_keys=True).encode())
-    for name, p in adapters.model.named_parameters():
-        if not p.requires_grad:
-            t = p.detach().cpu().contiguous()
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.view(-1).view(torch.uint8).numpy())
-    return h.hexdigest()[:16]
+    for name, p in frozen:
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy())
+    adapters._fingerprint = (versions, h.hexdigest()[:16])
+    return adapters._fingerprint[1]
 
 
 def tokenizer_fingerprint(tokenizer, chat_template_kwargs: dict | None) -> str:

@@ -76,10 +76,12 @@ def basis_overlap(old: Float[Tensor, "k r"], new: Float[Tensor, "k r"]) -> Tenso
 # --- the same math over a stack of M modules of one width (the optimizer's fast path) -----------
 
 
-def batched_hackward_fraction(v: Float[Tensor, "m k r"], g: Float[Tensor, "m r"]) -> Float[Tensor, " m"]:
-    """Per module ‖relu(V g)‖ / ‖g‖ (zero-padded rows of V contribute nothing)."""
+def batched_hackward_fraction(v: Float[Tensor, "m k r"], g: Float[Tensor, "m r"], signed: bool = True
+                              ) -> Float[Tensor, " m"]:
+    """Per module ‖relu(V g)‖ / ‖g‖ (zero-padded rows of V contribute nothing); `signed=False` measures
+    ‖V g‖ / ‖g‖, the whole component, for bases whose rows carry no hack-ward sign (activation space)."""
     c = torch.einsum("mkr,mr->mk", v, g)
-    return torch.relu(c).norm(dim=1) / g.norm(dim=1).clamp_min(EPS)
+    return (torch.relu(c) if signed else c).norm(dim=1) / g.norm(dim=1).clamp_min(EPS)
 
 
 def batched_project(

@@ -9,7 +9,9 @@ inner optimizer step, then projects the actual update `Δ = θ_new − θ_old` a
 Every mode logs the actual update's hack-ward fraction ‖relu(−VΔ)‖/‖Δ‖ twice: `leak_own_basis`
 against the basis it projects with (zero under erase/route by construction: a check of the
 arithmetic; in the vanilla arm a real measurement), and `leak_heldout` against a basis extracted from
-pairs the projection never saw (a leak that can fail: hack-ward movement outside span(V)).
+pairs the projection never saw (a leak that can fail: hack-ward movement outside span(V)). Under
+the two-sided gate (activation-space rows carry no hack-ward sign) every fraction drops the relu:
+the whole component, as the gate removes it.
 `cout` (the gradient after projection) exists only in grad space; in update space nothing projects
 the gradient, so it is not logged.
 
@@ -134,6 +136,8 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         if self.refresh is not None and cfg.refresh_every and self._step_count > 1 \
                 and (self._step_count - 1) % cfg.refresh_every == 0:
             self._refresh()
+        signed = cfg.gate != "two_sided"  # measure what the gate would remove: the whole component when two-sided
+        frac = lambda basis, x: G.batched_hackward_fraction(basis, x, signed)  # noqa: E731
         groups = []
         for names, v, h in self._groups():
             params = [self.modules[n].param for n in names]
@@ -141,7 +145,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             v = v.to(theta.device, theta.dtype)
             h = h.to(theta.device, theta.dtype) if h is not None else None
             grad = _stacked([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
-            c_in = G.batched_hackward_fraction(v, grad)
+            c_in = frac(v, grad)
             c_out = None
             if cfg.space == "grad" and cfg.mode != "measure":
                 grad_new, removed = (_keep(v, grad) if cfg.mode == "keep" else
@@ -151,7 +155,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                     for i, n in enumerate(names):
                         q = self.modules[n].quarantine
                         q.grad = removed[i].view_as(q).to(q.dtype)
-                c_out = G.batched_hackward_fraction(v, grad_new)
+                c_out = frac(v, grad_new)
             groups.append((names, v, h, theta, c_in, c_out))
         before_inner = time.perf_counter()
         self.inner.step()
@@ -161,7 +165,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             params = [self.modules[n].param for n in names]
             delta = _stacked(params) - before
             if cfg.space == "update" and cfg.mode != "measure":
-                leak_before.append(G.batched_hackward_fraction(v, -delta))
+                leak_before.append(frac(v, -delta))
                 delta_new, removed = (_keep(v, delta) if cfg.mode == "keep" else
                                       G.batched_project(v, delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude,
                                                         sign=-1.0))
@@ -174,9 +178,9 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             cin.append(c_in)
             if c_out is not None:
                 cout.append(c_out)
-            leak.append(G.batched_hackward_fraction(v, -delta))
-            if h is not None:
-                leak_held.append(G.batched_hackward_fraction(h, -delta))
+            leak.append(frac(v, -delta))
+            if h is not None:  # averaged over the modules that have held-out rows
+                leak_held.append(frac(h, -delta)[h.abs().sum((1, 2)) > 0])
         cat = lambda xs: torch.cat(xs).double()  # noqa: E731
         c_in_all = cat(cin)
         named = {"cin": c_in_all.mean(), "fired": (c_in_all > 1e-6).double().mean(), "leak_own_basis": cat(leak).mean(),
@@ -184,7 +188,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                  "removed_norm": cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)}
         if cout:
             named["cout"] = cat(cout).mean()
-        if leak_held:
+        if leak_held and cat(leak_held).numel():
             named["leak_heldout"] = cat(leak_held).mean()
         self.last_stats = dict(zip(named, torch.stack(list(named.values())).tolist()))
         self.last_stats["quarantine_norm"] = self.quarantine_norm()

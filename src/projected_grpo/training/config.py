@@ -306,6 +306,10 @@ def validate(c: TrainConfig, where: str) -> None:
     if c.adapter.kind == "peft_lora" and c.basis.space != "activation":
         raise bad("basis.space", f"{c.basis.space!r} with adapter.kind = \"peft_lora\"",
                   "set basis.space = \"activation\": plain LoRA is bilinear, so a gradient-space basis drifts (method §1.3)")
+    if c.adapter.kind == "peft_lora" and c.projection.space != "update":
+        raise bad("projection.space", f"{c.projection.space!r} with adapter.kind = \"peft_lora\"",
+                  "use update: projecting a LoRA factor's gradient before AdamW leaks, since Adam's per-coordinate "
+                  "scaling rotates it back onto û")
     if c.adapter.kind == "peft_lora" and (arm.mode == "route" or arm.intervention == "tdga"):
         raise bad("adapter.kind", f"peft_lora with the {c.arm} arm",
                   "use adapter.kind = \"svd\" or \"fixed_a_lora\": this arm needs an adapter linear in its parameters")

@@ -116,19 +116,18 @@ class TeacherPool:
 def mix_pool(pool: TeacherPool, group_ids: list, completion_ids: list, completions: list, logprobs: list | None,
              g: int, rng: random.Random, tokenizer, max_len: int) -> list:
     """In place: the first round(mix × G) completions of each group (problem `group_ids[j]`) become pool
-    completions, cut to `max_len` tokens like a generation would be; their sampling log-probs (vLLM)
-    are NaN, which TRL reads as "unscorable" (importance ratio 1, no correction) instead of crushing
-    them. Returns the frozen reward of each slot (None: the student's own, to be graded)."""
+    completions that fit in `max_len` tokens (a longer one is never mixed in: cut, it would keep a
+    reward its cut text may not earn); their sampling log-probs (vLLM) are NaN, which TRL reads as
+    "unscorable" (importance ratio 1, no correction) instead of crushing them. Returns the frozen
+    reward of each slot (None: the student's own, to be graded)."""
     assert len(group_ids) * g == len(completions), f"{len(completions)} completions are not {len(group_ids)} groups of {g}"
     frozen = [None] * len(completions)
     for j, pid in enumerate(group_ids):
-        candidates = pool.by_id.get(pid, [])
+        candidates = [(text, reward, ids) for text, reward in pool.by_id.get(pid, [])
+                      if len(ids := tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+                      <= max_len]
         for i in range(j * g, j * g + min(round(pool.mix * g), g) if candidates else j * g):
-            text, reward = rng.choice(candidates)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            if len(ids) > max_len:
-                ids = ids[:max_len]
-                text = tokenizer.decode(ids, skip_special_tokens=True)
+            text, reward, ids = rng.choice(candidates)
             completion_ids[i] = ids
             completions[i] = [{"role": "assistant", "content": text}] if isinstance(completions[i], list) else text
             if logprobs is not None:

@@ -253,7 +253,7 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     if arm.intervention is not None:
         from projected_grpo.interventions.setup import make_shaper
 
-        reward.shaper = make_shaper(config, arm, model, tokenizer, pairs)
+        reward.shaper = make_shaper(config, arm, model, tokenizer, pool)
         reward.group_size = config.grpo.num_generations
     records = training_records(config, tokenizer)
     if not records:
