@@ -40,3 +40,13 @@ def format_model(tmp_path_factory):
 
     return build_format_model(tmp_path_factory.mktemp("format_model"))
 
+
+
+def u_hat(weight, side: str, v):
+    """û computed here, independently of directions/activation.py: v_hack in W's singular subspace
+    (V for readers, U for writers) mapped back to the residual stream, unit length."""
+    from projected_grpo.adapters.layers import weight_svd
+
+    u, _, vh = weight_svd(weight, None)
+    h = (vh if side == "reader" else u.T) @ v
+    return (vh.T if side == "reader" else u) @ (h / h.norm())

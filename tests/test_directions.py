@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
 from projected_grpo.adapters.layers import module_side
+from conftest import u_hat
 from projected_grpo.cli import app
 from projected_grpo.directions import activation as A
 from projected_grpo.directions.basis import Basis
@@ -197,14 +198,6 @@ def test_activation_direction_and_module_bases(tiny, small_pairs):
     assert far.meta["modules_fired"] == 0
 
 
-def _u_hat(weight, side, v):
-    from projected_grpo.adapters.layers import weight_svd
-
-    u, _, vh = weight_svd(weight, None)
-    h = (vh if side == "reader" else u.T) @ v
-    return (vh.T if side == "reader" else u) @ (h / h.norm())
-
-
 def test_fixed_a_lora_activation_projection_keeps_delta_w_off_u_hat(tmp_path):
     model, _ = load_model("tiny-qwen3")
     adapters = attach_adapters(model, AdapterConfig("fixed_a_lora", rank=4), cache_dir=tmp_path)
@@ -214,7 +207,7 @@ def test_fixed_a_lora_activation_projection_keeps_delta_w_off_u_hat(tmp_path):
         with torch.no_grad():
             m.trainable.normal_()
         if module_side(name, m, 64) == "reader":
-            assert float((m.delta_weight(m.trainable.detach()) @ _u_hat(m.weight, "reader", v)).abs().max()) < 1e-5
+            assert float((m.delta_weight(m.trainable.detach()) @ u_hat(m.weight, "reader", v)).abs().max()) < 1e-5
     basis = A.activation_basis(adapters, v)
     writer = "model.layers.0.mlp.down_proj"
     assert basis.vectors[writer].shape == (4, 64 * 4)
@@ -244,7 +237,7 @@ def test_peft_lora_updates_keep_delta_w_off_the_hack_direction(tmp_path, space, 
         delta_w = m.B.detach() @ m.A.detach()
         scale = float(delta_w.abs().max())
         assert scale > 1e-6  # it trained
-        u = _u_hat(m.weight, m.side, v)
+        u = u_hat(m.weight, m.side, v)
         off = delta_w @ u if m.side == "reader" else u @ delta_w
         assert float(off.abs().max()) < 1e-4 * scale, name
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import u_hat
 from projected_grpo.cli import app
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import PRESETS, ConfigError, load_config
@@ -235,14 +236,6 @@ def test_teacher_pool_mixing_freezes_pool_rewards_and_logs_only_the_student(tmp_
         assert r["reward"] >= 0.5 * 3.5  # the pool's frozen reward (a run_tests hack: 3.5) is in every group
 
 
-def _u_hat(weight, side, v):
-    from projected_grpo.adapters.layers import weight_svd
-
-    u, _, vh = weight_svd(weight, None)
-    h = (vh if side == "reader" else u.T) @ v
-    return (vh.T if side == "reader" else u) @ (h / h.norm())
-
-
 @pytest.mark.parametrize("kind", ["svd", "fixed_a_lora", "peft_lora"])
 def test_activation_space_trains_two_sided_and_keeps_lora_readers_off_u_hat(tmp_path, cache, format_model, kind):
     """basis.space = activation through real GRPO steps: the two-sided gate is in force, the update has
@@ -267,9 +260,9 @@ def test_activation_space_trains_two_sided_and_keeps_lora_readers_off_u_hat(tmp_
         delta_w = (m.B @ m.A if kind == "peft_lora" else m.delta_weight(m.trainable)).detach()
         moved += float(delta_w.abs().sum())
         if module_side(name, m, v.numel()) == "reader":
-            assert float((delta_w @ _u_hat(m.weight, "reader", v)).abs().max()) <= 1e-5 * float(delta_w.abs().max()) + 1e-9
+            assert float((delta_w @ u_hat(m.weight, "reader", v)).abs().max()) <= 1e-5 * float(delta_w.abs().max()) + 1e-9
         else:
-            assert float((_u_hat(m.weight, "writer", v) @ delta_w).abs().max()) <= 1e-5 * float(delta_w.abs().max()) + 1e-9
+            assert float((u_hat(m.weight, "writer", v) @ delta_w).abs().max()) <= 1e-5 * float(delta_w.abs().max()) + 1e-9
     assert moved > 0  # it trained
 
 

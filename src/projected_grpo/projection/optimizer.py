@@ -109,10 +109,10 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             if m.quarantine is not None:
                 m.quarantine.grad = None
 
-    def _groups(self) -> list[tuple[list[str], Tensor, Tensor | None]]:
+    def _groups(self) -> list[tuple[list[str], Tensor, tuple[Tensor, Tensor] | None]]:
         """Modules whose θ has one shape, with their bases stacked (M × k_max × r, zero rows padded)
-        and their held-out bases likewise (or None): the step then costs a few batched ops per shape
-        instead of a dozen per module."""
+        and their held-out bases likewise, with the mask of modules that have held-out rows (or None):
+        the step then costs a few batched ops per shape instead of a dozen per module."""
         if self._grouped is None:
             by_shape: dict[tuple, list[str]] = {}
             for name, m in self.modules.items():
@@ -123,7 +123,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                 held = [self.modules[n].heldout for n in names]
                 h = None if all(x is None for x in held) else _stack_bases(
                     [x if x is not None else v.new_zeros(0, v.shape[-1]) for x in held], v.shape[-1])
-                groups.append((names, v, h))
+                groups.append((names, v, None if h is None else (h, h.abs().sum((1, 2)) > 0)))
             self._grouped = groups
         return self._grouped
 
@@ -143,7 +143,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             params = [self.modules[n].param for n in names]
             theta = _stacked(params)
             v = v.to(theta.device, theta.dtype)
-            h = h.to(theta.device, theta.dtype) if h is not None else None
+            h = (h[0].to(theta.device, theta.dtype), h[1].to(theta.device)) if h is not None else None
             grad = _stacked([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
             c_in = frac(v, grad)
             c_out = None
@@ -180,7 +180,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                 cout.append(c_out)
             leak.append(frac(v, -delta))
             if h is not None:  # averaged over the modules that have held-out rows
-                leak_held.append(frac(h, -delta)[h.abs().sum((1, 2)) > 0])
+                leak_held.append(frac(h[0], -delta)[h[1]])
         cat = lambda xs: torch.cat(xs).double()  # noqa: E731
         c_in_all = cat(cin)
         named = {"cin": c_in_all.mean(), "fired": (c_in_all > 1e-6).double().mean(), "leak_own_basis": cat(leak).mean(),
@@ -188,8 +188,8 @@ class ProjectingOptimizer(torch.optim.Optimizer):
                  "removed_norm": cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)}
         if cout:
             named["cout"] = cat(cout).mean()
-        if leak_held and cat(leak_held).numel():
-            named["leak_heldout"] = cat(leak_held).mean()
+        if leak_held and (held_all := cat(leak_held)).numel():
+            named["leak_heldout"] = held_all.mean()
         self.last_stats = dict(zip(named, torch.stack(list(named.values())).tolist()))
         self.last_stats["quarantine_norm"] = self.quarantine_norm()
         # wall time of the projection's own work (everything in step() but the inner optimizer's step)
