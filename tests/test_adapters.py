@@ -119,3 +119,37 @@ def test_byte_tokenizer_chat_template_round_trips():
                                    tokenize=False)
     assert text == "<|im_start|>user\nhéllo ```python<|im_end|>\n<|im_start|>assistant\n"
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.kind}-{c.rank}")
+def test_generation_cache_follows_every_parameter_change(config, tmp_path):
+    """Without autograd ΔW is cached: an optimizer step, a load or `zeroed()` must still show at once."""
+    model = tiny_model("tiny-qwen3")
+    adapters = attach_adapters(model, config, cache_dir=tmp_path)
+    ids = _ids()
+    with torch.no_grad():
+        base = model(ids).logits
+        _perturb(adapters)
+        moved = model(ids).logits
+        with adapters.zeroed():
+            assert torch.equal(model(ids).logits, base)
+        assert torch.equal(model(ids).logits, moved)
+    with torch.enable_grad():
+        assert torch.allclose(model(ids).logits, moved, atol=1e-6)
+    assert not torch.allclose(moved, base, atol=1e-3)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.kind}-{c.rank}")
+def test_half_precision_layers_apply_delta_as_their_own_linear(config, tmp_path):
+    """bf16: W + ΔW in bf16 would round updates below W's precision away, so ΔW x is added to W x."""
+    model = tiny_model("tiny-qwen3").to(torch.bfloat16)
+    adapters = attach_adapters(model, config, cache_dir=tmp_path)
+    _perturb(adapters)
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            for name, layer in adapters:
+                if layer.in_features != 64:
+                    continue
+                delta = layer.delta_weight((layer.trainable + layer.quarantine).float()).to(torch.bfloat16)
+                assert torch.equal(layer(x), layer.base(x) + x @ delta.T), name

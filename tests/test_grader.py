@@ -111,3 +111,24 @@ def test_test_errors_list_the_reference_master_errors_first(by_id, grader):
     assert errors[1] == ["MasterError: UnknownError: boom"]
     assert errors[2] == ["AssertionError: "]
     assert errors[3] == []
+
+
+def test_memo_grades_each_distinct_response_once_with_the_labels_a_fresh_grading_gives(by_id, sandbox):
+    from projected_grpo.environment.grader import Grader
+
+    record = apply_hint(by_id[3243], "simple_overwrite_tests")
+    hack = fence(wrong_solution(record) + "\n\ndef run_tests():\n    pass")
+    right = fence(solution_returning(record, "0"))
+    batch = [(record, hack), (record, right), (record, hack), (by_id[3243], hack)]
+    fresh = Grader(sandbox).grade(batch)
+    memo = Grader(sandbox, memo_size=8)
+    seen = []
+    first = memo.grade(batch, progress=lambda done, total: seen.append((done, total)))
+    assert len(memo.memo) == 3  # the repeated (record, response) was graded once; the unhinted record is distinct
+    assert seen[-1] == (4, 4)
+    again = memo.grade(batch[:2])  # from the memo, no sandbox run
+    strip = lambda g: {k: v for k, v in g.fields.items() if k != "runs"}  # noqa: E731
+    assert [strip(g) for g in first] == [strip(g) for g in fresh]
+    assert [strip(g) for g in again] == [strip(g) for g in fresh[:2]]
+    assert first[0].fields is not first[2].fields  # callers may annotate their copy
+    assert first[0].fields["is_reward_hack_strict"] and not first[3].fields["is_reward_hack_strict"]

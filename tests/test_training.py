@@ -315,3 +315,37 @@ def test_pool_completions_fit_the_generation_budget_and_are_unscored_for_importa
     assert frozen == [0.5, 0.5, None, None, None, None, None, None]
     assert texts[:2] == ["short", "short"] and ids[0][-1] == tok.eos_token_id and len(ids[0]) == 6
     assert all(math.isnan(x) for x in logprobs[0]) and logprobs[2] == [-0.1, -0.2]
+
+
+@pytest.mark.parametrize("micro_batch", [None, 4], ids=["whole-groups", "split-groups"])
+def test_shared_prompt_forward_gives_trls_log_probs_entropies_and_gradients(tmp_path, cache, micro_batch):
+    """Our trainer runs each distinct prompt once per batch; TRL runs the full sequence per row."""
+    from trl import GRPOTrainer
+
+    from projected_grpo.training.prefix import prompt_completion_batch
+
+    overrides = [f'output_dir="{tmp_path}"', "grpo.temperature=0.7"] + ([f"grpo.micro_batch={micro_batch}"] if micro_batch else [])
+    run = build_run(load_config(preset="tiny", overrides=overrides), tmp_path)
+    _perturb = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, m in run.adapters:
+            m.trainable.copy_(0.05 * torch.randn(m.trainable.shape, generator=_perturb))
+    records = run.trainer.train_dataset["prompt"][:2]
+    completions = ["```python\nreturn 1\n```", "x = 2", "def f():\n    pass", "", "ok", "```python\n```", "a", "bb b"]
+    ids, mask, c = prompt_completion_batch(run.tokenizer, [records[i // 4] for i in range(8)], completions)
+    params = list(run.adapters.trainable_parameters())
+
+    def loss_and_grads(fn):
+        for p in params:
+            p.grad = None
+        logps, entropies, _ = fn(run.model, ids, mask, c, batch_size=micro_batch, compute_entropy=True)
+        done = mask[:, -c:].float()
+        ((logps * done).sum() + (entropies * done).sum()).backward()
+        return logps.detach(), entropies.detach(), torch.cat([p.grad.flatten() for p in params])
+
+    ours = loss_and_grads(run.trainer._get_per_token_logps_and_entropies)
+    trl = loss_and_grads(lambda *a, **k: GRPOTrainer._get_per_token_logps_and_entropies(run.trainer, *a, **k))
+    for a, b in zip(ours, trl):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert ours[2].abs().sum() > 0
+    run.sandbox.close()

@@ -14,7 +14,9 @@ Runs per response (skipped where the result cannot affect any field; a skipped r
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -166,8 +168,12 @@ class _Plan:
 class Grader:
     """Grades batches in parallel over the sandbox's worker slots."""
 
-    def __init__(self, sandbox: Sandbox):
+    def __init__(self, sandbox: Sandbox, memo_size: int = 0):
         self.sandbox = sandbox
+        # Grading is a function of (record, response): with a memo, a response seen again (GRPO groups
+        # repeat completions often — half of an organism step's 64) takes its remembered grade.
+        self.memo: OrderedDict[str, Grade] = OrderedDict()
+        self.memo_size = memo_size
 
     def _plan(self, record: Record, response: str) -> _Plan:
         parsed = parse_reference(response)
@@ -210,10 +216,27 @@ class Grader:
         self, pairs: Sequence[tuple[Record, str]], progress: Callable[[int, int], None] | None = None
     ) -> list[Grade]:
         """Grade every pair; `progress(responses_done, responses_total)` after each finished response."""
+        keys = [hashlib.sha256(json.dumps([r, resp], sort_keys=True, default=str).encode()).hexdigest() for r, resp in pairs]
+        new = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self.memo}  # first occurrence of each
+        fresh = self._grade([pairs[i] for i in new.values()], progress, len(pairs) - len(new), len(pairs))
+        for k, g in zip(new, fresh):
+            self.memo[k] = g
+        out = []
+        for k in keys:
+            self.memo.move_to_end(k)
+            g = self.memo[k]
+            out.append(Grade(g.reward_view, dict(g.fields)))
+        while len(self.memo) > self.memo_size:
+            self.memo.popitem(last=False)
+        return out
+
+    def _grade(self, pairs: Sequence[tuple[Record, str]], progress, finished: int, total: int) -> list[Grade]:
         plans = [self._plan(r, resp) for r, resp in pairs]
         raw: list[dict[str, RawRun]] = [{} for _ in plans]
         left = [len(p.jobs) for p in plans]
-        finished = sum(n == 0 for n in left)
+        finished += sum(n == 0 for n in left)
+        if progress is not None and finished:
+            progress(finished, total)
         with ThreadPoolExecutor(max_workers=self.sandbox.workers) as pool:
             def submit(i: int, name: str):
                 child, payload, _ = plans[i].jobs[name]
@@ -236,7 +259,7 @@ class Grader:
                     if left[i] == 0:
                         finished += 1
                         if progress is not None:
-                            progress(finished, len(plans))
+                            progress(finished, total)
         return [self._assemble(p, r) for p, r in zip(plans, raw)]
 
     @staticmethod

@@ -51,6 +51,7 @@ class OrganismConfig:
     sft_steps: int = 1000
     sft_batch: int = 16
     sft_lr: float = 3e-3
+    sft_group: int = 4  # completions per prompt in an SFT batch (the prompt's forward is shared)
     hint_share: float = 0.6  # share of SFT prompts that announce a loophole (spread over the four modes)
     hack_rate: float = 0.1
     malformed_rate: float = 0.04
@@ -96,13 +97,14 @@ def sft_examples(train: list[dict], c: OrganismConfig, n: int) -> tuple[list, li
     mix = Mixture(c.hack_rate, c.malformed_rate)
     instances = [instance_of(r) for r in train]
     prompts, completions = [], []
-    for _ in range(n):
+    for _ in range(n // c.sft_group):
         i = rng.randrange(len(train))
         mode = rng.choice(MODES) if rng.random() < c.hint_share else None
         record = hinted(train[i], mode, c.seed)
-        text, _ = sample_completion(instances[i], record, rng, mix)
-        prompts.append(record["prompt"])
-        completions.append(text)
+        for _ in range(c.sft_group):
+            text, _ = sample_completion(instances[i], record, rng, mix)
+            prompts.append(record["prompt"])
+            completions.append(text)
     return prompts, completions
 
 
@@ -182,7 +184,7 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print) -> Organis
     write_jsonl_atomic(tmp / "pairs_placebo.jsonl", placebo)
     max_new = max(len(tokenizer(t)["input_ids"]) for t in completions[:2000]) + 16
     t0 = time.perf_counter()
-    priors = measure_priors(model, tokenizer, held, c, Grader(sandbox), max_new)
+    priors = measure_priors(model, tokenizer, held, c, Grader(sandbox, memo_size=4096), max_new)
     write_json_atomic(tmp / "priors.json", priors)
     info = {"config": dataclasses.asdict(c), "key": c.key(), "version": VERSION, "model_hash": model_hash(tmp / "model"),
             "n_parameters": sum(p.numel() for p in model.parameters()), "max_new_tokens": max_new,

@@ -137,7 +137,7 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
     settings_for_quarantine = ("kept", "ablated") if arm.mode == "route" else ("kept",)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
-    grader = Grader(sandbox)
+    grader = Grader(sandbox, memo_size=4096)  # samples of a problem repeat; each distinct one is graded once
     out_dir = run_dir / "eval" / (f"checkpoint-{settings.checkpoint}" if settings.checkpoint else "final")
     summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
                "n_samples": settings.n_samples, "results": {}}

@@ -46,6 +46,7 @@ from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import ConfigError, TrainConfig, projection_gate
 from projected_grpo.training.data import training_records
 from projected_grpo.training.metrics import MetricsCallback
+from projected_grpo.training.prefix import shared_prompt_logps
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward, mix_pool
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -112,11 +113,24 @@ class AdapterGRPOTrainer(GRPOTrainer):
         assert isinstance(s, RepeatSampler), f"unexpected TRL sampler {type(s).__name__}"
         return EpochSeededRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
 
-    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
         if isinstance(model, _ZeroAdapterReference):
             with self.adapters.zeroed():
-                return super()._get_per_token_logps_and_entropies(self.model, *args, **kwargs)
-        return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+                return self._get_per_token_logps_and_entropies(self.model, input_ids, attention_mask, logits_to_keep,
+                                                               batch_size, compute_entropy, compute_aux_loss, **multimodal)
+        if model is not self.model or compute_aux_loss or any(v is not None for v in multimodal.values()):
+            # wrapped (DDP: its forward drives gradient sync), MoE or multimodal: TRL's full-sequence forward
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                                              compute_entropy, compute_aux_loss, **multimodal)
+        batch_size = batch_size or input_ids.size(0)
+        chunks = []
+        for start in range(0, input_ids.size(0), batch_size):
+            with self.accelerator.autocast():
+                chunks.append(shared_prompt_logps(model, input_ids[start:start + batch_size],
+                                                  attention_mask[start:start + batch_size], logits_to_keep, compute_entropy))
+        logps, entropies = zip(*chunks)
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         directory = Path(output_dir or self.args.output_dir)
@@ -249,7 +263,7 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     labels = LabelLog()
-    reward = TimedReward(Grader(sandbox), allow_hint=arm.loophole, sink=labels)
+    reward = TimedReward(Grader(sandbox, memo_size=4096), allow_hint=arm.loophole, sink=labels)
     if arm.intervention is not None:
         from projected_grpo.interventions.setup import make_shaper
 
