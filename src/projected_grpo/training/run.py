@@ -47,6 +47,7 @@ from projected_grpo.training.config import ConfigError, TrainConfig, projection_
 from projected_grpo.training.data import training_records
 from projected_grpo.training.metrics import MetricsCallback
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward, mix_pool
+from projected_grpo.training.weight_sync import install_merged_sync
 
 ADAPTER_FILE = "adapter.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -84,6 +85,8 @@ class AdapterGRPOTrainer(GRPOTrainer):
         config.beta = self.beta = beta
         self.adapters = adapters
         self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
+        if self.use_vllm:  # vLLM generates from the merged training policy, under the base names
+            install_merged_sync(self.vllm_generation, adapters)
 
     teacher_pool: TeacherPool | None = None
     reward_fn: TimedReward | None = None
