@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from projected_grpo.cli_models import models_app
 from projected_grpo.environment import labels as L
 from projected_grpo.environment.dataset import (
     DatasetError,
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make hinted / multi-mode datasets and self-check the loophole modes.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]

@@ -69,7 +69,11 @@ def tiny_model(arch: str = "tiny-qwen3", vocab_size: int = 259, hidden: int = 64
 
 
 def load_model(source: str, dtype: torch.dtype = torch.float32, gguf_file: str | None = None):
-    """(model, tokenizer) from `tiny-<arch>`, a local directory, a `.gguf` file, or a hub id."""
+    """(model, tokenizer) from `tiny-<arch>`, a fetched real model's name (model_fetch.py), a local directory,
+    a `.gguf` file, or a hub id."""
+    from projected_grpo.model_fetch import resolve_source
+
+    source = resolve_source(source)  # "smollm2-135m" → its cached directory, or an error naming the fetch command
     if source in TINY_ARCHS:
         tokenizer = byte_tokenizer()
         return tiny_model(source, vocab_size=len(tokenizer), dtype=dtype), tokenizer
