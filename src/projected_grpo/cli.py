@@ -300,9 +300,9 @@ def extract(
             raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
                              "basis drifts (method §1.3)")
         config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
+        lm, tokenizer = load_model(model)  # a real model's name that is not fetched yet: a ValueError naming the fix
     except (DatasetError, ValueError) as e:
         _fail(str(e))
-    lm, tokenizer = load_model(model)
     adapters = attach_adapters(lm, adapter_config, base_model_id=model, cache_dir=cache_dir)
     start = time.perf_counter()
     basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,
