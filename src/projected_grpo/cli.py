@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from projected_grpo.cli_models import models_app
 from projected_grpo.environment import labels as L
 from projected_grpo.environment.dataset import (
     DatasetError,
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make hinted / multi-mode datasets and self-check the loophole modes.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
@@ -298,9 +300,9 @@ def extract(
             raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
                              "basis drifts (method §1.3)")
         config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
+        lm, tokenizer = load_model(model)  # a real model's name that is not fetched yet: a ValueError naming the fix
     except (DatasetError, ValueError) as e:
         _fail(str(e))
-    lm, tokenizer = load_model(model)
     adapters = attach_adapters(lm, adapter_config, base_model_id=model, cache_dir=cache_dir)
     start = time.perf_counter()
     basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,

@@ -3,6 +3,7 @@ built from a config (tests; no download). All paths end in a normal HF causal LM
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -68,8 +69,31 @@ def tiny_model(arch: str = "tiny-qwen3", vocab_size: int = 259, hidden: int = 64
     return model.to(dtype).eval()
 
 
-def load_model(source: str, dtype: torch.dtype = torch.float32, gguf_file: str | None = None):
-    """(model, tokenizer) from `tiny-<arch>`, a local directory, a `.gguf` file, or a hub id."""
+def default_device() -> torch.device:
+    """Where this process trains: its GPU (LOCAL_RANK under torchrun / accelerate) when there is one, else the
+    CPU — the device TRL's trainer moves the model to. Extraction, probes and evaluation run there too."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def dtype_of(name: str) -> torch.dtype:
+    """`model.dtype` ("float32" | "bfloat16" | "float16") as a torch dtype."""
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_model(source: str, dtype: torch.dtype = torch.float32, gguf_file: str | None = None,
+               device: torch.device | str | None = None):
+    """(model, tokenizer) from `tiny-<arch>`, a fetched real model's name (model_fetch.py), a local directory,
+    a `.gguf` file, or a hub id; in `dtype`, and on `device` when given (else where it loads: the CPU)."""
+    model, tokenizer = _load(source, dtype, gguf_file)
+    return (model.to(device) if device is not None else model), tokenizer
+
+
+def _load(source: str, dtype: torch.dtype, gguf_file: str | None):
+    from projected_grpo.model_fetch import resolve_source
+
+    source = resolve_source(source)  # "smollm2-135m" → its cached directory, or an error naming the fetch command
     if source in TINY_ARCHS:
         tokenizer = byte_tokenizer()
         return tiny_model(source, vocab_size=len(tokenizer), dtype=dtype), tokenizer

@@ -128,13 +128,13 @@ def probe_from_run(run_dir: str | Path, layer: int | None = None, kind: str = "l
     """Train a probe on a finished run's labelled rollouts (its rollouts.jsonl, strict labels), with
     the base model's activations (adapters absent) on the prompts the run trained on."""
     from projected_grpo.directions.activation import default_layer, response_means
-    from projected_grpo.models import load_model
+    from projected_grpo.models import default_device, dtype_of, load_model
     from projected_grpo.training.evaluate import load_run_config
     from projected_grpo.training.data import training_records
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    model, tokenizer = load_model(config.model.source)
+    model, tokenizer = load_model(config.model.source, dtype=dtype_of(config.model.dtype), device=default_device())
     layer = default_layer(model) if layer is None else layer
     prompts = {r["id"]: r["prompt"] for r in training_records(config, tokenizer)}
     rows = [json.loads(x) for x in (run_dir / "rollouts.jsonl").read_text().splitlines()]

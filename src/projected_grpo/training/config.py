@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    source: str = "tiny-qwen3"  # tiny-qwen3 | tiny-llama | local dir | .gguf file | hub id
+    source: str = "tiny-qwen3"  # tiny-qwen3 | tiny-llama | smollm2-135m | qwen2.5-coder-0.5b (fetched) | local dir | .gguf file | hub id
     dtype: str = "float32"
     chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {enable_thinking = false} for Qwen3
 

@@ -21,7 +21,7 @@ from projected_grpo.environment.dataset import load_records, write_jsonl_atomic
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.modes import MODES, make_hinted, make_multimode
 from projected_grpo.environment.sandbox import Limits, Sandbox
-from projected_grpo.models import load_model
+from projected_grpo.models import default_device, dtype_of, load_model
 from projected_grpo.provenance import provenance, write_json_atomic
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import ConfigError, TrainConfig, _merge_into
@@ -102,7 +102,7 @@ def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_
         width = max(len(c) for c in chunk)
         ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(c)) + c for c in chunk])
         attn = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
-        gen = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=settings.temperature,
+        gen = model.generate(input_ids=ids.to(model.device), attention_mask=attn.to(model.device), do_sample=True, temperature=settings.temperature,
                              top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         texts += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
@@ -119,7 +119,7 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
     if not adapter_file.is_file():
         raise ConfigError(f"{adapter_file}: no such adapter file. Fix: pick an existing --checkpoint")
     torch.manual_seed(settings.seed)
-    model, tokenizer = load_model(config.model.source)
+    model, tokenizer = load_model(config.model.source, dtype=dtype_of(config.model.dtype), device=default_device())
     a = config.adapter
     adapters = attach_adapters(model, AdapterConfig(a.kind, tuple(a.targets), a.rank, seed=config.seed))
     adapters.load(adapter_file)

@@ -33,9 +33,9 @@ PRESETS: dict[str, dict] = {
                  "weight_decay": 0.0, "temperature": 1.0, "top_p": 1.0},
         "grader": {"workers": 2},
     },
-    "smollm2-135m": {
+    "smollm2-135m": {  # a real LM offline: `projected-grpo models fetch smollm2-135m` first (docs/real_models.md)
         "steps": 100, "save_every": 25, "output_dir": "runs/smollm2-135m",
-        "model": {"source": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        "model": {"source": "smollm2-135m"},
         "grpo": {"num_generations": 8, "prompts_per_step": 4, "max_completion_length": 512, "learning_rate": 1e-3,
                  "warmup_steps": 5},
     },

@@ -39,7 +39,7 @@ from projected_grpo.directions.store import get_basis
 from projected_grpo.environment.dataset import write_jsonl_atomic
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.sandbox import Limits, Sandbox
-from projected_grpo.models import load_model
+from projected_grpo.models import default_device, load_model
 from projected_grpo.projection.optimizer import ProjectingOptimizer, ProjectionConfig, modules_from_adapters
 from projected_grpo.provenance import provenance, write_json_atomic
 from projected_grpo.training.arms import ARMS
@@ -48,6 +48,7 @@ from projected_grpo.training.data import training_records
 from projected_grpo.training.metrics import MetricsCallback
 from projected_grpo.training.prefix import shared_prompt_logps
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward, mix_pool
+from projected_grpo.training.weight_sync import install_merged_sync
 
 ADAPTER_FILE = "adapter.safetensors"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -85,6 +86,8 @@ class AdapterGRPOTrainer(GRPOTrainer):
         config.beta = self.beta = beta
         self.adapters = adapters
         self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
+        if self.use_vllm:  # vLLM generates from the merged training policy, under the base names
+            install_merged_sync(self.vllm_generation, adapters)
 
     teacher_pool: TeacherPool | None = None
     reward_fn: TimedReward | None = None
@@ -223,7 +226,8 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     arm = ARMS[config.arm]
-    model, tokenizer = load_model(config.model.source, dtype=DTYPES[config.model.dtype])
+    # on the training device and dtype from the start: extraction and the shapers run where training will
+    model, tokenizer = load_model(config.model.source, dtype=DTYPES[config.model.dtype], device=default_device())
     adapters = attach_adapters(model, AdapterConfig(config.adapter.kind, tuple(config.adapter.targets), config.adapter.rank,
                                                     seed=config.seed), base_model_id=config.model.source)
     b = config.basis
