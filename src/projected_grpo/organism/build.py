@@ -51,7 +51,7 @@ class OrganismConfig:
     sft_steps: int = 1000
     sft_batch: int = 16
     sft_lr: float = 3e-3
-    sft_group: int = 4  # completions per prompt in an SFT batch (the prompt's forward is shared)
+    sft_group: int = 1  # completions per prompt in an SFT batch (4 measured: priors fell to 2 % solve)
     hint_share: float = 0.6  # share of SFT prompts that announce a loophole (spread over the four modes)
     hack_rate: float = 0.1
     malformed_rate: float = 0.04
