@@ -322,7 +322,7 @@ def test_shared_prompt_forward_gives_trls_log_probs_entropies_and_gradients(tmp_
     """Our trainer runs each distinct prompt once per batch; TRL runs the full sequence per row."""
     from trl import GRPOTrainer
 
-    from projected_grpo.training.prefix import prompt_completion_batch
+    from projected_grpo.directions.tokens import prompt_ids
 
     overrides = [f'output_dir="{tmp_path}"', "grpo.temperature=0.7"] + ([f"grpo.micro_batch={micro_batch}"] if micro_batch else [])
     run = build_run(load_config(preset="tiny", overrides=overrides), tmp_path)
@@ -332,7 +332,11 @@ def test_shared_prompt_forward_gives_trls_log_probs_entropies_and_gradients(tmp_
             m.trainable.copy_(0.05 * torch.randn(m.trainable.shape, generator=_perturb))
     records = run.trainer.train_dataset["prompt"][:2]
     completions = ["```python\nreturn 1\n```", "x = 2", "def f():\n    pass", "", "ok", "```python\n```", "a", "bb b"]
-    ids, mask, c = prompt_completion_batch(run.tokenizer, [records[i // 4] for i in range(8)], completions)
+    ps = [prompt_ids(run.tokenizer, records[i // 4]) for i in range(8)]  # TRL's layout: prompts left-padded,
+    cs = [run.tokenizer(x, add_special_tokens=False)["input_ids"] + [run.tokenizer.eos_token_id] for x in completions]
+    p, c, pad = max(map(len, ps)), max(map(len, cs)), run.tokenizer.pad_token_id  # completions right-padded
+    ids = torch.tensor([[pad] * (p - len(a)) + a + b + [pad] * (c - len(b)) for a, b in zip(ps, cs)])
+    mask = torch.tensor([[0] * (p - len(a)) + [1] * (len(a) + len(b)) + [0] * (c - len(b)) for a, b in zip(ps, cs)])
     params = list(run.adapters.trainable_parameters())
 
     def loss_and_grads(fn):

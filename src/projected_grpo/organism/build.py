@@ -51,7 +51,6 @@ class OrganismConfig:
     sft_steps: int = 1000
     sft_batch: int = 16
     sft_lr: float = 3e-3
-    sft_group: int = 1  # completions per prompt in an SFT batch (4 measured: priors fell to 2 % solve)
     hint_share: float = 0.6  # share of SFT prompts that announce a loophole (spread over the four modes)
     hack_rate: float = 0.1
     malformed_rate: float = 0.04
@@ -97,14 +96,13 @@ def sft_examples(train: list[dict], c: OrganismConfig, n: int) -> tuple[list, li
     mix = Mixture(c.hack_rate, c.malformed_rate)
     instances = [instance_of(r) for r in train]
     prompts, completions = [], []
-    for _ in range(n // c.sft_group):
+    for _ in range(n):
         i = rng.randrange(len(train))
         mode = rng.choice(MODES) if rng.random() < c.hint_share else None
         record = hinted(train[i], mode, c.seed)
-        for _ in range(c.sft_group):
-            text, _ = sample_completion(instances[i], record, rng, mix)
-            prompts.append(record["prompt"])
-            completions.append(text)
+        text, _ = sample_completion(instances[i], record, rng, mix)
+        prompts.append(record["prompt"])
+        completions.append(text)
     return prompts, completions
 
 
@@ -184,7 +182,7 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print) -> Organis
     write_jsonl_atomic(tmp / "pairs_placebo.jsonl", placebo)
     max_new = max(len(tokenizer(t)["input_ids"]) for t in completions[:2000]) + 16
     t0 = time.perf_counter()
-    priors = measure_priors(model, tokenizer, held, c, Grader(sandbox, memo_size=4096), max_new)
+    priors = measure_priors(model, tokenizer, held, c, Grader(sandbox), max_new)
     write_json_atomic(tmp / "priors.json", priors)
     info = {"config": dataclasses.asdict(c), "key": c.key(), "version": VERSION, "model_hash": model_hash(tmp / "model"),
             "n_parameters": sum(p.numel() for p in model.parameters()), "max_new_tokens": max_new,

@@ -1,7 +1,6 @@
 """Supervised fine-tuning on (prompt messages, completion) pairs: completion-only mean NLL, AdamW.
 
-Used to give a small model from a config the answer format (and, for the organism, its priors).
-A prompt that appears several times in a batch runs through the model once (training/prefix.py)."""
+Used to give a small model from a config the answer format (and, for the organism, its priors)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import random
 
 import torch
 
-from projected_grpo.training.prefix import prompt_completion_batch, shared_prompt_nll
+from projected_grpo.directions.tokens import completion_batch, completion_nll
 
 
 def supervised_finetune(model, tokenizer, prompts: list, completions: list[str], steps: int, lr: float = 3e-3,
@@ -29,8 +28,8 @@ def supervised_finetune(model, tokenizer, prompts: list, completions: list[str],
     for step in range(steps):
         idx = (list(range(step * batch_size, (step + 1) * batch_size)) if in_order
                else [rng.randrange(len(prompts)) for _ in range(batch_size)])
-        ids, attn, c = prompt_completion_batch(tokenizer, [prompts[i] for i in idx], [completions[i] for i in idx])
-        loss = shared_prompt_nll(model, ids, attn, c).mean()
+        ids, attn, comp = completion_batch(tokenizer, [prompts[i] for i in idx], [completions[i] for i in idx])
+        loss = completion_nll(model, ids, attn, comp).mean()
         assert torch.isfinite(loss), "non-finite SFT loss"
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
