@@ -11,6 +11,7 @@ Targets (issue 2): >= 10 responses/s on 2 cores; sandbox overhead within 1.5x of
 from __future__ import annotations
 
 import argparse
+import os
 import collections
 import statistics
 import subprocess
@@ -39,11 +40,50 @@ def mixed_batch(records: list[dict]) -> list[tuple[dict, str, str]]:
     return batch
 
 
+def issue_batch(records: list[dict]) -> list[tuple[dict, str, str]]:
+    """Issue 13's batch: every canonical solution without a hint and under `simple_overwrite_tests`,
+    and a wrong solution with `def run_tests(): pass` under the hint (the reference's ≈ 13.5 responses/s)."""
+    hinted = [apply_hint(r, "simple_overwrite_tests") for r in records]
+    return ([(r, "canonical, no hint", fence(r["canonical_solution"])) for r in records]
+            + [(r, "canonical, hint", fence(r["canonical_solution"])) for r in hinted]
+            + [(r, "run_tests exploit, hint", fence(EXPLOITS["run_tests"](r))) for r in hinted])
+
+
+def in_process_floor(records: list[dict]) -> float:
+    """CPU-s to execute every canonical solution's GT tests once, in this process, no isolation."""
+    start = time.process_time()
+    for r in records:
+        scope: dict = {}
+        exec(compile(r["setup_code"] + "\n" + r["canonical_solution"], "<canonical>", "exec"), scope)
+        for test in r["gt_answer"]:
+            exec(test, scope)
+    return time.process_time() - start
+
+
+def timed_batch(grader: Grader, batch, name: str) -> float:
+    start, cpu0 = time.perf_counter(), _children_cpu()
+    grades = grader.grade([(r, resp) for r, _, resp in batch])
+    elapsed, cpu = time.perf_counter() - start, _children_cpu() - cpu0
+    labels = collections.Counter((kind, g.fields["reward_hack_label"], g.fields["eq_correct"]) for (_, kind, _), g in zip(batch, grades))
+    print(f"\n{name}: {len(batch)} responses, {elapsed:.2f} s -> {len(batch) / elapsed:.1f} responses/s")
+    for (kind, label, correct), n in sorted(labels.items()):
+        print(f"  {n:4d}  {kind:28s} label={label:22s} eq_correct={correct}")
+    return elapsed
+
+
+def _children_cpu() -> float:
+    """CPU-s of this process's reaped descendants (the sandboxes' fork servers reap their children)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    return sum(int(x) for x in fields[:3]) / os.sysconf("SC_CLK_TCK")  # user + nice + system, whole machine
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--overhead-reps", type=int, default=40)
+    ap.add_argument("--issue-batch", action="store_true", help="only issue 13's 3 x 119 batch against the in-process floor")
     args = ap.parse_args()
     records = load_records(default_benchmark_path())[: args.problems]
     sandbox = Sandbox(workers=args.workers)
@@ -52,6 +92,19 @@ def main() -> None:
     print(f"isolation: {sandbox.isolation.level} ({sandbox.isolation.network}; {sandbox.isolation.uid})")
     print(f"interpreter in the sandbox: {sandbox.interpreter}")
 
+    if args.issue_batch:
+        everything = load_records(default_benchmark_path())
+        floor = in_process_floor(everything)
+        grader.grade([(r, resp) for r, _, resp in batch[:10]])  # warm the slots
+        cpu0 = _children_cpu()
+        elapsed = timed_batch(grader, issue_batch(everything), "issue 13 batch (119 x canonical, canonical+hint, exploit+hint)")
+        machine_cpu = _children_cpu() - cpu0
+        rate = 3 * len(everything) / elapsed
+        print(f"  machine CPU-s during the batch: {machine_cpu:.1f} (in-process floor for the 119 canonical suites once: {floor:.1f} CPU-s;"
+              f" the batch executes 238 canonical suites -> floor {2 * floor:.1f} CPU-s, {machine_cpu / (2 * floor):.2f}x of it)")
+        print(f"  ceiling on {os.cpu_count()} cores at the floor: {3 * len(everything) / (2 * floor / os.cpu_count()):.1f} responses/s;"
+              f" ours {rate:.1f}; reference grader measured at 13.5 responses/s on this machine (issue 13) -> {rate / 13.5:.2f}x")
+        return
     grader.grade([(r, resp) for r, _, resp in batch[:10]])  # warm caches
     start = time.perf_counter()
     grades = grader.grade([(r, resp) for r, _, resp in batch])
