@@ -2,13 +2,13 @@ import json
 
 import pytest
 
+from projected_grpo.atomic import write_jsonl_atomic
 from projected_grpo.environment.dataset import (
     CODE_SYSTEM_PROMPT,
     USER_PROMPT_TEMPLATE,
     DatasetError,
     load_records,
     record_from_leetcodedataset,
-    write_jsonl_atomic,
 )
 
 

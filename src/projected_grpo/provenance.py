@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
 import sys
@@ -47,10 +45,3 @@ def provenance(config: dict[str, Any], isolation: dict[str, Any] | None = None) 
         "git_commit": git_commit(),
         "isolation": isolation,
     }
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique: ranks may write at once
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from projected_grpo.adapters.layers import AdaptedLinear, FixedALoRALinear
+from projected_grpo.atomic import atomic_path
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 KINDS = ("svd", "fixed_a_lora", "peft_lora")
@@ -99,9 +99,8 @@ class Adapters:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": "projected_grpo.adapters/1", "base_model": self.base_model_id,
                 "config": json.dumps(asdict(self.config)), "modules": json.dumps(list(self.modules))}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(self.state_tensors(), str(tmp), metadata=meta)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(self.state_tensors(), str(tmp), metadata=meta)
 
     @torch.no_grad()
     def load(self, path: str | Path) -> None:

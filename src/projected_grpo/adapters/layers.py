@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from einops import einsum
@@ -28,13 +29,15 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from projected_grpo.atomic import atomic_path
 
 READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # read the residual stream (d_in = d)
 WRITERS = ("o_proj", "down_proj")  # write it (d_out = d)
 
 
-def module_side(name: str, layer: nn.Module, d: int) -> str | None:
-    """'reader' (input is the residual stream), 'writer' (output is), or None."""
+def module_side(name: str, layer: nn.Module | Any, d: int) -> str | None:
+    """'reader' (input is the residual stream), 'writer' (output is), or None. `layer`: anything with
+    in_features / out_features (a linear layer, an adapted one, a PEFT LoRA view)."""
     suffix = name.split(".")[-1]
     if suffix in READERS or (suffix not in WRITERS and layer.in_features == d):
         return "reader"
@@ -60,9 +63,8 @@ def weight_svd(weight: Tensor, cache_dir: Path | None) -> tuple[Tensor, Tensor, 
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"U": u.contiguous(), "S": s.contiguous(), "Vh": vh.contiguous()}, str(tmp))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file({"U": u.contiguous(), "S": s.contiguous(), "Vh": vh.contiguous()}, str(tmp))
     return u, s, vh
 
 

@@ -4,7 +4,6 @@ for real bases and every control (safetensors: `V/<module>`, `S/<module>`, JSON 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,13 +12,15 @@ from jaxtyping import Float
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
+from projected_grpo.atomic import atomic_path
+
 
 @dataclass
 class Basis:
-    vectors: dict[str, Float[Tensor, "k r"]]
-    spectra: dict[str, Float[Tensor, " n"]] = field(default_factory=dict)
+    vectors: dict[str, Float[Tensor, "_k _r"]]  # per module: its own k and width
+    spectra: dict[str, Float[Tensor, " _n"]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
-    v_hack: Float[Tensor, "k d"] | None = None  # activation space: the residual-stream direction(s)
+    v_hack: Float[Tensor, "u d"] | None = None  # activation space: the residual-stream direction(s)
 
     def top(self, k: int) -> dict[str, Tensor]:
         """The first k rows of each module's basis (extract k=12, use k=5 in the reference)."""
@@ -36,9 +37,8 @@ class Basis:
         tensors |= {f"S/{n}": s.contiguous().float() for n, s in self.spectra.items()}
         if self.v_hack is not None:
             tensors["v_hack"] = self.v_hack.contiguous().float()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"format": "projected_grpo.basis/1", "meta": json.dumps(self.meta)})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "projected_grpo.basis/1", "meta": json.dumps(self.meta)})
 
     @classmethod
     def load(cls, path: str | Path) -> Basis:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,21 +109,6 @@ def load_records(path: str | Path) -> list[Record]:
     if not records:
         raise DatasetError(f"{path}: the file holds no records. Fix: one JSON object per line")
     return records
-
-
-def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
-    """Write rows to `path` through a temporary file and rename, so no half-written file remains."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 BENCHMARK_FILE = "leetcode_test_medhard.jsonl"

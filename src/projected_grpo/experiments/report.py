@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from projected_grpo.environment.dataset import write_jsonl_atomic
+from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from projected_grpo.environment.modes import MODES
-from projected_grpo.provenance import write_json_atomic
 from projected_grpo.training.arms import ARMS
 
 TRAIN_KEYS = {"hack": "labels/hack_strict", "hack_loose": "labels/hack_loose", "solve": "labels/correct_hardened"}
@@ -172,9 +171,7 @@ def write_report(run_dir: str | Path) -> Path:
     write_jsonl_atomic(run_dir / "cells.jsonl", [{"arm": a, "seed": s, **v} for (a, s), v in cells.items()])
     write_json_atomic(run_dir / "summary.json", summary)
     report = run_dir / "report.md"
-    tmp = report.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(report)
+    write_text_atomic(report, "\n".join(lines))
     return report
 
 
