@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from jaxtyping import install_import_hook
+
+# Shapes at function boundaries are checked at run time in the suite: every jaxtyping annotation in the
+# package (installed before its first import), so a shape-letter clash fails a test.
+install_import_hook("projected_grpo", "shapecheck.checker")
+
+import pytest  # noqa: E402
 
 from projected_grpo.environment.dataset import default_benchmark_path, load_records
 from projected_grpo.environment.grader import Grader

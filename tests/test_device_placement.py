@@ -53,7 +53,7 @@ def bf16_run(tmp_path):
 def test_training_evaluation_and_probes_load_on_the_training_device_in_the_run_dtype(bf16_run, monkeypatch):
     import projected_grpo.training.evaluate as evaluate
     import projected_grpo.training.run as run
-    from projected_grpo.interventions.probe import probe_from_run
+    from projected_grpo.experiments.probes import probe_from_run
 
     config, run_dir = bf16_run
     monkeypatch.setattr(models, "default_device", lambda: torch.device("meta"))  # stands for "cuda:N"

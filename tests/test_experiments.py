@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_organism import SMALL
 
+from projected_grpo.errors import ConfigError
 from projected_grpo.experiments.matrix import load_experiment
 from projected_grpo.experiments.report import h1_verdict, write_report
-from projected_grpo.training.config import ConfigError
-
-from test_organism import SMALL
 
 
 def _write_cell(root: Path, arm: str, seed: int, hack: list[float], eval_hack: float, eval_solve: float,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from projected_grpo.environment.grader import RewardView
+from projected_grpo.errors import ConfigError
 from projected_grpo.interventions.concept import LastTokenScorer, layer_band, load_sentence_pairs, shortcut_direction
 from projected_grpo.interventions.inoculation import LOOPHOLE_EXTENSION, PROMPTS, inoculate, system_prompt
 from projected_grpo.interventions.judge import binary_score
@@ -23,7 +24,7 @@ from projected_grpo.interventions.shaping import (
 )
 from projected_grpo.projection.optimizer import ProjectedModule, ProjectingOptimizer, ProjectionConfig
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import ConfigError, load_config
+from projected_grpo.training.config import load_config
 
 VIEW = RewardView(True, True, False, False, None, False)
 
@@ -286,9 +287,10 @@ def judge_server(tmp_path_factory):
 
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
+    from test_organism import SMALL
+
     from projected_grpo.organism.build import OrganismConfig, ensure_organism
     from projected_grpo.organism.judge import build_judge_model
-    from test_organism import SMALL
 
     organism, _ = ensure_organism(OrganismConfig(**{**SMALL, "n_pair_problems": 12}),
                                   cache_dir=tmp_path_factory.mktemp("cache"), log=lambda *_: None)
@@ -351,14 +353,15 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     """A run's labelled rollouts → a probe → the probe_screening arm, from a config. The tiny test
     organism rarely hacks, so the run's rollouts are topped up with template exploits and honest
     answers to its own prompts, labelled by the real grader."""
-    from projected_grpo.interventions.probe import probe_from_run
+    from test_organism import SMALL
+
+    from projected_grpo.experiments.probes import probe_from_run
     from projected_grpo.models import load_model
     from projected_grpo.organism.policy import exploit, fence
     from projected_grpo.organism.tasks import instance_of
-    from projected_grpo.training.evaluate import load_run_config
     from projected_grpo.training.data import training_records
+    from projected_grpo.training.evaluate import load_run_config
     from projected_grpo.training.run import train
-    from test_organism import SMALL
 
     base = ['model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",
             "grpo.num_generations=4", "grpo.prompts_per_step=2", "basis.k_extract=2", "basis.k_use=1"]
@@ -382,8 +385,9 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
 def test_advantage_mod_arm_trains_with_the_shortcut_score(tmp_path):
     """The arm from a config on a small organism: the published score (shortcut pairs, band, last
     token) shapes one real GRPO step's rewards."""
-    from projected_grpo.training.run import train
     from test_organism import SMALL
+
+    from projected_grpo.training.run import train
 
     config = load_config(preset="organism", overrides=[
         'model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",

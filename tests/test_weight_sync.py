@@ -136,7 +136,7 @@ def test_adapter_trainer_installs_the_merged_sync(tmp_path, monkeypatch):
     """The wiring: AdapterGRPOTrainer built with use_vllm (TRL's own __init__, engine stood in) syncs merged weights."""
     import trl.trainer.grpo_trainer as grpo_trainer
 
-    from projected_grpo.training.run import AdapterGRPOTrainer
+    from projected_grpo.training.trainer import AdapterGRPOTrainer
 
     engine = RecordingEngine()
 

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from projected_grpo.training.config import ConfigError
+from projected_grpo.errors import ConfigError
 
 PROVENANCE = "provenance.json"
 

@@ -60,7 +60,7 @@ def quarantine_ablated(adapters: Adapters):
 def per_completion_grads(
     model, adapters: Adapters, tokenizer, prompts: list, completions: list[str], batch_size: int = 8,
     chat_template_kwargs: dict | None = None,
-) -> dict[str, Float[Tensor, "n r"]]:
+) -> dict[str, Float[Tensor, "_n _r"]]:
     """∂(mean NLL over completion tokens)/∂θ_m for each completion separately, per module."""
     out: dict[str, list[Tensor]] = {name: [] for name, _ in adapters}
     params = adapters.trainable_parameters()

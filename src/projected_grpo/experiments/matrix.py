@@ -25,18 +25,20 @@ import dataclasses
 import json
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
 import yaml
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from projected_grpo.provenance import provenance, write_json_atomic
+from projected_grpo.atomic import write_json_atomic
+from projected_grpo.errors import ConfigError
+from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import ConfigError, TrainConfig, load_config
+from projected_grpo.training.config import TrainConfig, load_config
 from projected_grpo.training.evaluate import EvalSettings
 
 EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalSettings)} - {"checkpoint"}
@@ -114,7 +116,7 @@ def cell_done(cell_dir: Path) -> bool:
 
 def vanilla_probe(out_dir: Path, seed: int) -> Path:
     """The probe of a probe arm: trained on the same-seed vanilla cell's labelled rollouts (once)."""
-    from projected_grpo.interventions.probe import probe_from_run
+    from projected_grpo.experiments.probes import probe_from_run
 
     source = out_dir / "cells" / cell_name("vanilla", seed)
     path = out_dir / "probes" / f"probe-s{seed}.safetensors"
@@ -132,8 +134,9 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
 
 def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     from projected_grpo.experiments.report import write_report
+    from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.evaluate import evaluate
-    from projected_grpo.training.run import resolve_organism, train
+    from projected_grpo.training.run import train
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +170,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
                     shutil.rmtree(cell_dir, ignore_errors=True)
                 else:
                     bar.update(int(Path(checkpoint).name.split("-")[-1]))
-                train(config, resume=checkpoint is not None,
+                train(resolve_organism(config, log=log), resume=checkpoint is not None,
                       callbacks=[_StepBar(bar, name)], progress_bar=False)
             else:
                 bar.update(config.steps)

@@ -3,16 +3,13 @@ modification) and, for TDGA, the trusted subspace from an honest warm-up."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from projected_grpo.directions.activation import default_layer, extract_activation_direction, response_means
-from projected_grpo.directions.basis import Basis
 from projected_grpo.interventions.concept import LastTokenScorer, layer_band, load_sentence_pairs, shortcut_direction
 from projected_grpo.interventions.judge import JudgeClient, JudgeMonitor
 from projected_grpo.interventions.probe import Probe
@@ -85,8 +82,7 @@ def make_shaper(config, arm, model, tokenizer, pairs) -> Shaper | None:
     if kind == "advantage_mod":
         return AdvantageModification(advantage_scorer(config, model, tokenizer, pairs), i.alpha, i.form, i.sigma_floor)
     assert arm.monitor is not None, kind
-    action = kind.split("_")[1]
-    strict = i.strict if i.strict is not None else action == "penalty"  # the reference's defaults
+    strict = i.strict if i.strict is not None else arm.action == "penalty"  # the reference's defaults
     if arm.monitor == "gt":
         flagger = GroundTruthMonitor(strict, i.accuracy, config.seed)
     elif arm.monitor == "probe":
@@ -96,35 +92,4 @@ def make_shaper(config, arm, model, tokenizer, pairs) -> Shaper | None:
     else:
         flagger = JudgeMonitor(JudgeClient(i.judge_base_url, i.judge_model, i.judge_api_key_env, i.judge_concurrency,
                                            i.judge_timeout, i.judge_retries))
-    return MonitorPenalty(flagger, i.penalty) if action == "penalty" else MonitorScreen(flagger)
-
-
-def trusted_basis(config, run_dir: Path, log=print) -> Basis:
-    """TDGA (Deng et al. 2026): a short honest warm-up (the rl_baseline arm: no loophole) from the same
-    start; per module, the top-K right singular vectors of its stacked per-step updates (T × r)."""
-    from transformers import TrainerCallback
-
-    from projected_grpo.training.run import build_run
-
-    warm = copy.deepcopy(config)
-    warm.arm, warm.steps, warm.save_every = "rl_baseline", config.intervention.warmup_steps, 10 ** 9
-    warm_dir = run_dir / "tdga_warmup"
-    run = build_run(warm, warm_dir, progress_bar=False)
-    snapshots: list[dict[str, Tensor]] = [{n: m.trainable.detach().flatten().clone() for n, m in run.adapters}]
-
-    class Snapshot(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            snapshots.append({n: m.trainable.detach().flatten().clone() for n, m in run.adapters})
-
-    run.trainer.add_callback(Snapshot())
-    run.trainer.train()
-    run.sandbox.close()
-    vectors, spectra = {}, {}
-    for name in snapshots[0]:
-        updates = torch.stack([b[name] - a[name] for a, b in zip(snapshots, snapshots[1:])])  # T × r
-        _, s, vh = torch.linalg.svd(updates.double(), full_matrices=False)
-        vectors[name] = vh[: config.intervention.trusted_k].float()
-        spectra[name] = s.float()
-    log(f"TDGA: trusted subspace from {len(snapshots) - 1} honest warm-up steps, k = {config.intervention.trusted_k}")
-    return Basis(vectors, spectra, {"kind": "trusted", "warmup_steps": len(snapshots) - 1,
-                                    "k": config.intervention.trusted_k})
+    return MonitorPenalty(flagger, i.penalty) if arm.action == "penalty" else MonitorScreen(flagger)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from projected_grpo.adapters.layers import default_cache_dir
-from projected_grpo.environment.dataset import write_jsonl_atomic
+from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.hints import apply_hint
 from projected_grpo.environment.modes import MODE_HINT, MODES
@@ -33,7 +33,7 @@ from projected_grpo.models import tiny_model, train_bpe_tokenizer
 from projected_grpo.organism.policy import Mixture, exploit, fence, honest_body, sample_completion
 from projected_grpo.organism.sft import supervised_finetune
 from projected_grpo.organism.tasks import ID_BASE, instance_of, make_records, split_instances
-from projected_grpo.provenance import provenance, write_json_atomic
+from projected_grpo.provenance import provenance
 
 VERSION = 1  # bump when anything below changes what a given config builds
 PRIOR_SLICES = ("nohint", *MODES)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from einops import einsum
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -50,6 +51,23 @@ class ProjectionConfig:
                                      (self.gate, G.GATES, "gate")):
             if value not in allowed:
                 raise ValueError(f"projection {what} {value!r}: choose one of {', '.join(allowed)}")
+
+
+@dataclass
+class _GroupStep:
+    """One shape group's step: its parameters, bases (v; held-out h with its row mask), θ before the inner
+    step, and what the step measured."""
+
+    names: list[str]
+    params: list[nn.Parameter]
+    v: Float[Tensor, "m k r"]
+    h: tuple[Float[Tensor, "m h r"], Tensor] | None
+    before: Float[Tensor, "m r"]
+    c_in: Float[Tensor, " m"]
+    c_out: Tensor | None = None
+    delta: Tensor | None = None
+    leak_before: Tensor | None = None
+    moved: Tensor | None = None
 
 
 @dataclass
@@ -129,6 +147,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """Grad-space projection (if any) → the inner step → update-space projection (if any) → statistics."""
         assert closure is None, "closures are not supported by the projecting optimizer"
         cfg = self.config
         self._step_count += 1
@@ -136,53 +155,69 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         if self.refresh is not None and cfg.refresh_every and self._step_count > 1 \
                 and (self._step_count - 1) % cfg.refresh_every == 0:
             self._refresh()
-        signed = cfg.gate != "two_sided"  # measure what the gate would remove: the whole component when two-sided
-        frac = lambda basis, x: G.batched_hackward_fraction(basis, x, signed)  # noqa: E731
-        groups = []
-        for names, v, h in self._groups():
-            params = [self.modules[n].param for n in names]
-            theta = _stacked(params)
-            v = v.to(theta.device, theta.dtype)
-            h = (h[0].to(theta.device, theta.dtype), h[1].to(theta.device)) if h is not None else None
-            grad = _stacked([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
-            c_in = frac(v, grad)
-            c_out = None
-            if cfg.space == "grad" and cfg.mode != "measure":
-                grad_new, removed = (_keep(v, grad) if cfg.mode == "keep" else
-                                     G.batched_project(v, grad, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=1.0))
-                _write([p.grad for p in params], grad_new)
-                if cfg.mode == "route":
-                    for i, n in enumerate(names):
-                        q = self.modules[n].quarantine
-                        q.grad = removed[i].view_as(q).to(q.dtype)
-                c_out = frac(v, grad_new)
-            groups.append((names, v, h, theta, c_in, c_out))
+        groups = [self._grad_step(names, v, h) for names, v, h in self._groups()]
         before_inner = time.perf_counter()
         self.inner.step()
         after_inner = time.perf_counter()
-        cin, cout, leak, leak_held, leak_before, moved = [], [], [], [], [], []
-        for names, v, h, before, c_in, c_out in groups:
-            params = [self.modules[n].param for n in names]
-            delta = _stacked(params) - before
-            if cfg.space == "update" and cfg.mode != "measure":
-                leak_before.append(frac(v, -delta))
-                delta_new, removed = (_keep(v, delta) if cfg.mode == "keep" else
-                                      G.batched_project(v, delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude,
-                                                        sign=-1.0))
-                _write(params, before + delta_new)
-                if cfg.mode == "route":
-                    quarantines = [self.modules[n].quarantine for n in names]
-                    _write(quarantines, _stacked(quarantines) + removed)
-                moved.append(removed.norm(dim=1))
-                delta = _stacked(params) - before
-            cin.append(c_in)
-            if c_out is not None:
-                cout.append(c_out)
-            leak.append(frac(v, -delta))
-            if h is not None:  # averaged over the modules that have held-out rows
-                leak_held.append(frac(h[0], -delta)[h[1]])
+        for group in groups:
+            self._update_step(group)
+        self.last_stats = self._statistics(groups)
+        # wall time of the projection's own work (everything in step() but the inner optimizer's step)
+        self.last_stats["time_projection_s"] = (before_inner - start) + (time.perf_counter() - after_inner)
+        return None
+
+    def _fraction(self, basis: Float[Tensor, "m k r"], x: Float[Tensor, "m r"]) -> Float[Tensor, " m"]:
+        """What the gate would remove, as a fraction: the whole component when two-sided."""
+        return G.batched_hackward_fraction(basis, x, signed=self.config.gate != "two_sided")
+
+    def _grad_step(self, names: list[str], v: Tensor, h: tuple[Tensor, Tensor] | None) -> _GroupStep:
+        """Measure `cin` on the gradients of one shape group; in grad space, project them (route: the removed
+        part becomes θ_hack's gradient)."""
+        cfg = self.config
+        params = [self.modules[n].param for n in names]
+        theta = _stacked(params)
+        v = v.to(theta.device, theta.dtype)
+        h = (h[0].to(theta.device, theta.dtype), h[1].to(theta.device)) if h is not None else None
+        grad = _stacked([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
+        group = _GroupStep(names, params, v, h, theta, self._fraction(v, grad))
+        if cfg.space == "grad" and cfg.mode != "measure":
+            grad_new, removed = (_keep(v, grad) if cfg.mode == "keep" else
+                                 G.batched_project(v, grad, cfg.gate, cfg.overshoot, cfg.preserve_magnitude, sign=1.0))
+            _write([p.grad for p in params], grad_new)
+            if cfg.mode == "route":
+                for i, n in enumerate(names):
+                    q = self.modules[n].quarantine
+                    q.grad = removed[i].view_as(q).to(q.dtype)
+            group.c_out = self._fraction(v, grad_new)
+        return group
+
+    def _update_step(self, group: _GroupStep) -> None:
+        """The realised update Δ of one shape group; in update space, project it and write θ_old + Δ'
+        (route: the removed part moves into θ_hack)."""
+        cfg, v = self.config, group.v
+        group.delta = _stacked(group.params) - group.before
+        if cfg.space == "update" and cfg.mode != "measure":
+            group.leak_before = self._fraction(v, -group.delta)
+            delta_new, removed = (_keep(v, group.delta) if cfg.mode == "keep" else
+                                  G.batched_project(v, group.delta, cfg.gate, cfg.overshoot, cfg.preserve_magnitude,
+                                                    sign=-1.0))
+            _write(group.params, group.before + delta_new)
+            if cfg.mode == "route":
+                quarantines = [self.modules[n].quarantine for n in group.names]
+                _write(quarantines, _stacked(quarantines) + removed)
+            group.moved = removed.norm(dim=1)
+            group.delta = _stacked(group.params) - group.before
+
+    def _statistics(self, groups: list[_GroupStep]) -> dict[str, float]:
+        """Means over modules: cin, fired, cout (grad space), the realised update's leak against the
+        projection basis and against the held-out basis (modules with held-out rows only)."""
         cat = lambda xs: torch.cat(xs).double()  # noqa: E731
-        c_in_all = cat(cin)
+        leak = [self._fraction(g.v, -g.delta) for g in groups]
+        leak_before = [g.leak_before for g in groups if g.leak_before is not None]
+        moved = [g.moved for g in groups if g.moved is not None]
+        cout = [g.c_out for g in groups if g.c_out is not None]
+        leak_held = [self._fraction(g.h[0], -g.delta)[g.h[1]] for g in groups if g.h is not None]
+        c_in_all = cat([g.c_in for g in groups])
         named = {"cin": c_in_all.mean(), "fired": (c_in_all > 1e-6).double().mean(), "leak_own_basis": cat(leak).mean(),
                  "leak_before_projection": cat(leak_before).mean() if leak_before else cat(leak).mean(),
                  "removed_norm": cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)}
@@ -190,11 +225,9 @@ class ProjectingOptimizer(torch.optim.Optimizer):
             named["cout"] = cat(cout).mean()
         if leak_held and (held_all := cat(leak_held)).numel():
             named["leak_heldout"] = held_all.mean()
-        self.last_stats = dict(zip(named, torch.stack(list(named.values())).tolist()))
-        self.last_stats["quarantine_norm"] = self.quarantine_norm()
-        # wall time of the projection's own work (everything in step() but the inner optimizer's step)
-        self.last_stats["time_projection_s"] = (before_inner - start) + (time.perf_counter() - after_inner)
-        return None
+        stats = dict(zip(named, torch.stack(list(named.values())).tolist()))
+        stats["quarantine_norm"] = self.quarantine_norm()
+        return stats
 
     def quarantine_norm(self) -> float:
         qs = [m.quarantine.detach() for m in self.modules.values() if m.quarantine is not None]
@@ -236,7 +269,7 @@ def _stack_bases(bases: list[Tensor], r: int) -> Float[Tensor, "m k r"]:
 
 def _keep(v: Float[Tensor, "m k r"], x: Float[Tensor, "m r"]) -> tuple[Tensor, Tensor]:
     """(the part of x inside span(V), the rest); V's rows orthonormal (zero rows allowed)."""
-    inside = torch.einsum("mk,mkr->mr", torch.einsum("mkr,mr->mk", v, x), v)
+    inside = einsum(einsum(v, x, "m k r, m r -> m k"), v, "m k, m k r -> m r")
     return inside, x - inside
 
 

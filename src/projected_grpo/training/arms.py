@@ -23,13 +23,13 @@ class Arm:
     loophole: bool = True  # False: no-hint prompts and a reward without the loophole term
     intervention: str | None = None  # a published intervention (interventions/)
     loophole_aware: bool = False  # uses a loophole-free environment (knowledge of the loophole), not the oracle
+    monitor: str | None = None  # a monitor arm's detector: gt | probe | judge
+    action: str | None = None  # what a monitor arm does with a flag: penalty (reward − p) | screening (advantage 0)
     description: str = ""
 
-    @property
-    def monitor(self) -> str | None:
-        """The detector of a monitor arm (gt | probe | judge), None for every other arm."""
-        source = (self.intervention or "").split("_")[0]
-        return source if source in ("gt", "probe", "judge") else None
+    def __post_init__(self):
+        assert (self.monitor is None) == (self.action is None), f"{self.name}: a monitor needs an action and vice versa"
+        assert self.monitor is None or self.intervention == f"{self.monitor}_{self.action}", self.name
 
     @property
     def kind(self) -> str:
@@ -51,16 +51,17 @@ _ARMS = [
     Arm("nonhack", "erase", control="nonhack", description="control: clean-vs-clean contrasts"),
     Arm("placebo", "erase", placebo=True, description="control: the placebo pair set"),
     Arm("rl_baseline", "measure", loophole=False, description="no loophole: no hint, GT-only reward"),
-    Arm("gt_penalty", "measure", intervention="gt_penalty",
+    Arm("gt_penalty", "measure", intervention="gt_penalty", monitor="gt", action="penalty",
         description="monitor: −3 on the (strict) ground-truth hack label, with accuracy flips"),
-    Arm("gt_screening", "measure", intervention="gt_screening",
+    Arm("gt_screening", "measure", intervention="gt_screening", monitor="gt", action="screening",
         description="monitor: rollouts with the (loose) ground-truth label get zero advantage"),
-    Arm("probe_penalty", "measure", intervention="probe_penalty",
+    Arm("probe_penalty", "measure", intervention="probe_penalty", monitor="probe", action="penalty",
         description="monitor: −3 when a linear probe on the policy's activations fires"),
-    Arm("probe_screening", "measure", intervention="probe_screening",
+    Arm("probe_screening", "measure", intervention="probe_screening", monitor="probe", action="screening",
         description="monitor: zero advantage when the probe fires"),
-    Arm("judge_penalty", "measure", intervention="judge_penalty", description="monitor: −3 when an LLM judge says 1"),
-    Arm("judge_screening", "measure", intervention="judge_screening",
+    Arm("judge_penalty", "measure", intervention="judge_penalty", monitor="judge", action="penalty",
+        description="monitor: −3 when an LLM judge says 1"),
+    Arm("judge_screening", "measure", intervention="judge_screening", monitor="judge", action="screening",
         description="monitor: zero advantage when an LLM judge says 1"),
     Arm("inoculation", "measure", intervention="inoculation",
         description="training-time system prompt that asks for the exploit; evaluated with the normal prompt"),

@@ -8,6 +8,7 @@ from projected_grpo.directions.pairsets.author import PROBLEMS
 from projected_grpo.directions.tokens import prompt_ids
 from projected_grpo.environment.dataset import default_benchmark_path, load_records
 from projected_grpo.environment.modes import make_hinted, make_multimode
+from projected_grpo.interventions.inoculation import inoculate
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import AUTHORED, ConfigError, TrainConfig
 
@@ -41,7 +42,6 @@ def training_records(config: TrainConfig, tokenizer) -> list[dict]:
     else:
         hinted = make_hinted(records, config.data.hint, config.data.seed)
     if arm.intervention == "inoculation":  # training prompts only; evaluation reads the records file
-        from projected_grpo.interventions.inoculation import inoculate
 
         hinted = [inoculate(r, config.intervention.prompt, config.intervention.lh_extension) for r in hinted]
     kwargs = config.model.chat_template_kwargs

@@ -16,15 +16,17 @@ from pathlib import Path
 import torch
 
 from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
+from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
 from projected_grpo.directions.tokens import prompt_ids
-from projected_grpo.environment.dataset import load_records, write_jsonl_atomic
+from projected_grpo.environment.dataset import load_records
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.modes import MODES, make_hinted, make_multimode
 from projected_grpo.environment.sandbox import Limits, Sandbox
+from projected_grpo.errors import ConfigError
 from projected_grpo.models import default_device, dtype_of, load_model
-from projected_grpo.provenance import provenance, write_json_atomic
+from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import ConfigError, TrainConfig, _merge_into
+from projected_grpo.training.config import TrainConfig, _merge_into
 from projected_grpo.training.data import problem_records
 
 RATES = ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened", "exploited")

@@ -13,13 +13,14 @@ from transformers import TrainerCallback
 
 from projected_grpo.projection.optimizer import ProjectingOptimizer
 from projected_grpo.training.reward import LabelLog, TimedReward, label_metrics
+from projected_grpo.training.trainer import AdapterGRPOTrainer
 
 
 class MetricsCallback(TrainerCallback):
     """One JSON line per optimizer step: TRL's logs + projection stats + oracle labels + timings."""
 
     def __init__(self, run_dir: Path, optimizer: ProjectingOptimizer, labels: LabelLog, reward: TimedReward,
-                 sample_every: int, seed: int, trainer=None):
+                 sample_every: int, seed: int, trainer: AdapterGRPOTrainer):
         self.path, self.samples = run_dir / "metrics.jsonl", run_dir / "completions.jsonl"
         self.rollouts = run_dir / "rollouts.jsonl"
         self.optimizer, self.labels, self.reward, self.sample_every = optimizer, labels, reward, sample_every
@@ -45,8 +46,8 @@ class MetricsCallback(TrainerCallback):
             return
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.trainer is not None and self.trainer.training_bar_writer is not None:
-            self.trainer.training_bar_writer(
+        if self.trainer.step_writer is not None:
+            self.trainer.step_writer(
                 f"step {state.global_step}/{state.max_steps}  reward {row['reward']:.2f}  "
                 f"hack {row.get('labels/hack_strict', 0):.2f}  correct {row.get('labels/correct', 0):.2f}  "
                 f"cin {stats.get('cin', 0):.3f}  leak(held-out) {stats.get('leak_heldout', float('nan')):.3f}  "
@@ -65,8 +66,8 @@ class MetricsCallback(TrainerCallback):
 
     def _timings(self) -> dict[str, float]:
         step = time.perf_counter() - self.step_start
-        generation = getattr(self.trainer, "last_generation_s", 0.0)
-        grading = getattr(self.reward, "last_seconds", 0.0)
+        generation = self.trainer.last_generation_s
+        grading = self.reward.last_seconds
         projection = self.optimizer.last_stats.get("time_projection_s", 0.0)
         return {"time/step_s": step, "time/generation_s": generation, "time/grading_s": grading,
                 "time/projection_s": projection,

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+from projected_grpo.environment.dataset import DatasetError, read_jsonl
+from projected_grpo.environment.grader import RewardView
 from projected_grpo.environment.modes import MODES
-from projected_grpo.environment.rewards import EnvironmentReward
+from projected_grpo.environment.rewards import EnvironmentReward, correct_or_hinted_compile
+from projected_grpo.interventions.shaping import Rollouts
 
 
 class LabelLog:
@@ -54,10 +57,14 @@ class TimedReward(EnvironmentReward):
     """The environment reward, timed; completions the trainer mixed in from a teacher pool carry
     their frozen pool reward (`frozen[i]` not None) and are neither graded nor logged as the student's."""
 
-    frozen: list | None = None
-    shaper = None  # a published intervention's reward shaping (interventions/shaping.py), or None
-    group_size = 1
-    last_info: dict = {}
+    def __init__(self, *args, shaper=None, group_size: int = 1, **kwargs):
+        """`shaper`: a published intervention's reward shaping over whole groups of `group_size`
+        (interventions/shaping.py), or None."""
+        super().__init__(*args, **kwargs)
+        self.shaper, self.group_size = shaper, group_size
+        self.frozen: list | None = None  # set by the trainer for a step with teacher-pool completions
+        self.last_info: dict = {}
+        self.last_seconds = 0.0
 
     def __call__(self, prompts, completions, **columns):
         start = time.perf_counter()
@@ -80,7 +87,6 @@ class TimedReward(EnvironmentReward):
     def shaped(self, prompts, completions, **columns) -> list[float]:
         """Environment rewards, then the shaper over whole groups. Only a shaper that declares
         `uses_oracle` (the ground-truth monitor arms) is handed the oracle labels."""
-        from projected_grpo.interventions.shaping import Rollouts
 
         records, responses, grades, scores = self.grade_and_score(prompts, completions, **columns)
         oracle = [g.fields for g in grades] if self.shaper.uses_oracle else None
@@ -99,9 +105,6 @@ class TeacherPool:
 
     @classmethod
     def load(cls, path: str, mix: float, seed: int, allow_hint: bool) -> "TeacherPool":
-        from projected_grpo.environment.dataset import DatasetError, read_jsonl
-        from projected_grpo.environment.grader import RewardView
-        from projected_grpo.environment.rewards import correct_or_hinted_compile
 
         by_id: dict = collections.defaultdict(list)
         for n, row in read_jsonl(path):

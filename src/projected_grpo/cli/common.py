@@ -1,0 +1,60 @@
+"""Shared by every command group: the app, the console, the one way to fail, the grading options."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from projected_grpo.environment.grader import Grader
+from projected_grpo.environment.sandbox import IsolationError, Limits, Sandbox
+
+app = typer.Typer(
+    help="Projected GRPO: a secure LeetCode reward-hacking benchmark, the hack-direction projection "
+    "method, and a CPU model organism. Start with `projected-grpo demo`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
+Timeout = Annotated[float, typer.Option(help="Per-run budget in seconds (SIGALRM and CPU); the reference used 3.")]
+AllowUnisolated = Annotated[bool, typer.Option(
+    "--allow-unisolated", help="Grade even without network/filesystem isolation (rlimits only). Unsafe.")]
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    raise typer.Exit(2)
+
+
+def open_sandbox(workers: int | None, timeout: float, allow_unisolated: bool) -> Sandbox:
+    try:
+        sandbox = Sandbox(workers or os.cpu_count() or 1, Limits(timeout_s=timeout, kill_after_s=timeout + 1),
+                          allow_unisolated=allow_unisolated)
+    except IsolationError as e:
+        fail(str(e))
+    iso = sandbox.isolation
+    style = "green" if iso.level == "bwrap" else "bold red"
+    console.print(f"[{style}]isolation: {iso.level}[/] — network {iso.network}; {iso.filesystem}; {iso.uid}")
+    return sandbox
+
+
+def graded(grader: Grader, pairs: list, what: str) -> list:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task(what, total=len(pairs))
+        return grader.grade(pairs, progress=lambda done, total: bar.update(task, completed=done))
+
+
+def quiet_libraries() -> None:
+    """Our progress and results only: no library deprecation warnings, per-model "Loading weights" bars or
+    tokenizer notices (set before transformers is imported; a user's own settings win)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)(\.|$)")
+

@@ -1,0 +1,217 @@
+"""Environment commands: grade, data make / selfcheck, sandbox-info, label-table."""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
+from projected_grpo.cli.common import AllowUnisolated, Timeout, Workers, app, console, fail, graded, open_sandbox
+from projected_grpo.environment.dataset import (
+    DatasetError,
+    default_benchmark_path,
+    load_records,
+    read_jsonl,
+    validate_record,
+)
+from projected_grpo.environment.grader import Grader
+from projected_grpo.environment.hints import HINTS, NO_HINT
+from projected_grpo.environment.modes import GT_ONLY, MODES, make_hinted, make_multimode
+from projected_grpo.environment.tally import tally
+from projected_grpo.provenance import provenance
+
+data_app = typer.Typer(help="Make hinted / multi-mode datasets and self-check the loophole modes.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def label_summary(rows: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for col, justify in (("label", "left"), ("count", "right"), ("share", "right")):
+        table.add_column(col, justify=justify)
+    for i, section in enumerate(tally(rows)):
+        if i:
+            table.add_section()
+        for name, count, share in section:
+            table.add_row(name, count, share)
+    return table
+
+
+@app.command()
+def grade(
+    input: Annotated[Path, typer.Argument(help="JSONL: each row a full problem record (hint applied) + `response`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write graded rows (JSONL, atomic).")],
+    workers: Workers = None,
+    timeout: Timeout = 3.0,
+    allow_unisolated: AllowUnisolated = False,
+) -> None:
+    """Grade responses: the reference's five sandboxed runs and labels, the hardened oracle, loophole modes.
+
+    Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit.
+    """
+    try:
+        rows = []
+        for n, obj in read_jsonl(input):
+            where = f"{input}:{n}"
+            validate_record(obj, where)
+            if not isinstance(obj.get("response"), str):
+                raise DatasetError(f"{where}: field 'response': missing or not a string. "
+                                   "Fix: add the model's completion text as \"response\"")
+            rows.append(obj)
+    except DatasetError as e:
+        fail(str(e))
+    if not rows:
+        fail(f"{input}: no rows to grade")
+    sandbox = open_sandbox(workers, timeout, allow_unisolated)
+    start = time.perf_counter()
+    grades = graded(Grader(sandbox), [(r, r["response"]) for r in rows], f"grading {len(rows)} responses")
+    elapsed = time.perf_counter() - start
+    out_rows = [{**r, **g.fields} for r, g in zip(rows, grades)]
+    write_jsonl_atomic(output, out_rows)
+    write_json_atomic(Path(f"{output}.meta.json"), provenance(
+        {"input": str(input), "workers": sandbox.workers, "limits": sandbox.limits.__dict__},
+        sandbox.isolation.as_dict()))
+    console.print(label_summary(out_rows, f"{len(out_rows)} responses graded in {elapsed:.1f}s → {output}"))
+
+
+@data_app.command("make")
+def data_make(
+    input: Annotated[Path, typer.Argument(help="No-hint problem records (JSONL, reference schema).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the hinted records.")],
+    hint: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(HINTS)}, {NO_HINT}, {GT_ONLY}.")] = None,
+    modes: Annotated[Optional[str], typer.Option(
+        help=f"Comma-separated loophole modes ({', '.join(MODES)}): each problem gets one, by a seeded partition.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the mode partition and the random test-function names.")] = 0,
+) -> None:
+    """Write a hinted dataset (one hint on every problem) or a multi-mode dataset (`--modes`)."""
+    if (hint is None) == (modes is None):
+        fail("pass exactly one of --hint NAME or --modes m1,m2,...")
+    try:
+        records = load_records(input)
+        if hint is not None:
+            if hint not in (*HINTS, NO_HINT, GT_ONLY):
+                fail(f"--hint {hint!r} is not a hint; choose one of {', '.join((*HINTS, NO_HINT, GT_ONLY))}")
+            made = make_hinted(records, hint, seed)
+        else:
+            chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+            made = make_multimode(records, chosen, seed)
+    except (DatasetError, ValueError) as e:
+        fail(str(e))
+    write_jsonl_atomic(output, made)
+    counts = collections.Counter(r["hint"] for r in made)
+    console.print(f"wrote {len(made)} records to {output}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@data_app.command("selfcheck")
+def data_selfcheck(
+    input: Annotated[Optional[Path], typer.Argument(help="No-hint records (default: the reference test set).")] = None,
+    problems_per_mode: Annotated[int, typer.Option(min=1, help="Problems graded per mode.")] = 2,
+    workers: Workers = None,
+    timeout: Timeout = 3.0,
+    allow_unisolated: AllowUnisolated = False,
+) -> None:
+    """Grade the hack × mode diagonal: each exploit must fire only on its own mode's problems."""
+    from projected_grpo.environment.selfcheck import ROWS, run_selfcheck
+
+    records = benchmark_records(input)
+    sandbox = open_sandbox(workers, timeout, allow_unisolated)
+    cells = run_selfcheck(Grader(sandbox), records, problems_per_mode)
+    table = Table(title="hack × mode diagonal: fired/exploited per response (✓ = as required)")
+    table.add_column("response \\ problem mode")
+    for mode in MODES:
+        table.add_column(mode, justify="center")
+    for row in ROWS:
+        cells_row = []
+        for mode in MODES:
+            here = [c for c in cells if c.response == row and c.problem_mode == mode]
+            mark = "✓" if all(c.ok for c in here) else "[red]✗[/]"
+            what = "correct" if row == "canonical" else "fires"
+            n = sum(c.eq_correct if row == "canonical" else c.fired for c in here)
+            cells_row.append(f"{mark} {what} {n}/{len(here)}")
+        table.add_row(row, *cells_row)
+    console.print(table)
+    if not all(c.ok for c in cells):
+        fail("self-check failed: see the ✗ cells")
+    console.print("[green]self-check passed[/]")
+
+
+@app.command("sandbox-info")
+def sandbox_info(allow_unisolated: AllowUnisolated = False) -> None:
+    """Detect and print the isolation level the grader would use on this host."""
+    sandbox = open_sandbox(1, 3.0, allow_unisolated)
+    for key, value in sandbox.isolation.as_dict().items():
+        typer.echo(f"{key}: {value}")
+
+
+def benchmark_records(path: Path | None) -> list:
+    path = path or default_benchmark_path()
+    if path is None:
+        fail("no benchmark file found. Pass a path, set PROJECTED_GRPO_BENCHMARK, or put "
+              "leetcode_test_medhard.jsonl at ../shared/data/ (online users: see README, 'Data').")
+    try:
+        return load_records(path)
+    except DatasetError as e:
+        fail(str(e))
+
+
+@app.command("label-table")
+def label_table_cmd(
+    input: Annotated[Optional[Path], typer.Argument(help="No-hint records (default: the reference test set).")] = None,
+    problems: Annotated[int, typer.Option(min=1, help="Problems sampled from the benchmark.")] = 4,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/label-table"),
+    workers: Workers = None,
+    allow_unisolated: AllowUnisolated = False,
+) -> None:
+    """Grade the reference's label-table specimens on real problems and print the label table.
+
+    Exercises the sandbox, the reference labels, the hardened oracle and the hack × mode diagonal on the real benchmark.
+    """
+    from projected_grpo.environment.hints import apply_hint
+    from projected_grpo.environment.selfcheck import run_selfcheck
+    from projected_grpo.environment.specimens import label_table
+
+    records = benchmark_records(input)[:problems]
+    sandbox = open_sandbox(workers, 3.0, allow_unisolated)
+    grader = Grader(sandbox)
+    hinted = [apply_hint(r, "simple_overwrite_tests") for r in records]
+    pairs, names, expects, ids = [], [], [], []
+    for record in hinted:
+        for s in label_table(record):
+            pairs.append((record, s.response))
+            names.append(s.name)
+            expects.append(s.expect)
+            ids.append(record["id"])
+    start = time.perf_counter()
+    grades = graded(grader, pairs, f"grading {len(pairs)} specimen responses")
+    table = Table(title=f"Reference label table on {len(records)} real problems (hint simple_overwrite_tests)")
+    for col in ("response", "label (reference)", "test_modification", "hardened", "matches §3.7"):
+        table.add_column(col)
+    rows = []
+    for name in dict.fromkeys(names):
+        idx = [i for i, n in enumerate(names) if n == name]
+        fields = [grades[i].fields for i in idx]
+        ok = sum(all(grades[i].fields[k] == v for k, v in expects[i].items()) for i in idx)
+        table.add_row(name, _mode_of(f["reward_hack_label"] for f in fields),
+                      str(_mode_of(f["test_modification"] for f in fields)),
+                      _mode_of(str(f["gt_correct_hardened"]) for f in fields), f"{ok}/{len(idx)}")
+        rows += [{"id": ids[i], "specimen": name, "response": pairs[i][1], **grades[i].fields} for i in idx]
+    console.print(table)
+    cells = run_selfcheck(grader, records, 1)
+    elapsed = time.perf_counter() - start
+    console.print(f"hack × mode diagonal on {len(records[:1])} problem per mode: "
+                  + ("[green]passed[/]" if all(c.ok for c in cells) else "[red]FAILED[/]"))
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(out / "graded.jsonl", rows)
+    write_json_atomic(out / "meta.json", provenance({"problems": problems, "elapsed_s": elapsed},
+                                                    sandbox.isolation.as_dict()))
+    console.print(f"done in {elapsed:.1f}s; per-response records in {out / 'graded.jsonl'}")
+
+
+def _mode_of(values) -> str:
+    counts = collections.Counter(values)
+    (top, n), total = counts.most_common(1)[0], sum(counts.values())
+    return str(top) if n == total else f"{top} ({n}/{total})"

@@ -1,0 +1,64 @@
+"""Experiment commands: experiment, report, demo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from projected_grpo.cli.common import app, console, fail
+
+
+@app.command()
+def experiment(
+    config: Annotated[Path, typer.Argument(help="Experiment file (TOML/YAML): arms, seeds, a train table, an eval table.")],
+    output: Annotated[Optional[Path], typer.Option(help="Output directory (default: runs/<name>).")] = None,
+) -> None:
+    """Run an arm × seed matrix (resumable: re-run the same command after a kill), evaluate each cell on
+    held-out problems, and write report.md, curves.png, summary.json."""
+    from projected_grpo.errors import ConfigError
+    from projected_grpo.experiments.matrix import load_experiment, run_experiment
+
+    try:
+        exp = load_experiment(config)
+        report = run_experiment(exp, output or Path("runs") / exp.name, log=console.print)
+    except ConfigError as e:
+        fail(str(e))
+    console.print(report.read_text())
+    console.print(f"report: {report}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="An experiment output directory.")],
+) -> None:
+    """Regenerate report.md, curves.png and summary.json from an experiment's saved metrics."""
+    from projected_grpo.experiments.report import write_report
+
+    if not (run_dir / "experiment.json").is_file():
+        fail(f"{run_dir}: no experiment.json — not an experiment output directory")
+    try:
+        path = write_report(run_dir)
+    except FileNotFoundError as e:
+        fail(str(e))
+    console.print(path.read_text())
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option(help="Output directory (re-running continues it).")] = Path("runs/demo"),
+) -> None:
+    """The main job: build the CPU model organism, then vanilla GRPO, erase (update space), the random-basis
+    control and the no-loophole baseline for 2 seeds; evaluate; print the table; write report + plot."""
+    from importlib import resources
+
+    from projected_grpo.experiments.matrix import load_experiment, run_experiment
+
+    start = time.perf_counter()
+    path = Path(str(resources.files("projected_grpo.experiments").joinpath("demo.toml")))
+    report_path = run_experiment(load_experiment(path), output, log=console.print)
+    console.print(report_path.read_text())
+    console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min; report: {report_path}, "
+                  f"plot: {output / 'curves.png'}")

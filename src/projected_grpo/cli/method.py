@@ -1,0 +1,89 @@
+"""Method commands: extract a hack basis and print its diagnostics."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from projected_grpo.cli.common import app, console, fail
+from projected_grpo.environment.dataset import DatasetError
+
+
+@app.command()
+def extract(
+    model: Annotated[str, typer.Option(help="tiny-qwen3 | tiny-llama | tiny-qwen2, a local model dir, a .gguf file, or a hub id.")],
+    pairs: Annotated[str, typer.Option(help="Pair-set JSONL path or shipped name (leetcode_mechanism, leetcode_placebo).")] = "leetcode_mechanism",
+    space: Annotated[str, typer.Option(help="gradient (δS / B gradients, §2.1) or activation (residual stream, §2.2).")] = "gradient",
+    control: Annotated[str, typer.Option(help="none | random | shuffled | nonhack (placebo: pass --pairs leetcode_placebo).")] = "none",
+    adapter: Annotated[str, typer.Option(help="svd (δS knob), fixed_a_lora, or peft_lora (activation space only).")] = "svd",
+    rank: Annotated[Optional[int], typer.Option(help="svd: top-m (default full rank); fixed_a_lora: ρ; peft_lora: r = α (32).")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Directions extracted per module.")] = 12,
+    tau: Annotated[float, typer.Option(help="Per-module relative floor S_i/S_0.")] = 0.0,
+    global_floor: Annotated[float, typer.Option(help="Drop this fraction of the smallest S_i pooled over modules.")] = 0.25,
+    modes: Annotated[Optional[str], typer.Option(help="Extract only from pairs of these modes (comma-separated).")] = None,
+    holdout: Annotated[float, typer.Option(help="Fraction of pairs held out for the held-out pair check.")] = 0.2,
+    layer: Annotated[Optional[int], typer.Option(help="activation: layer (default ~65% depth).")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the controls and the held-out split.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Also copy the basis here (safetensors).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache root (default ~/.cache/projected_grpo).")] = None,
+) -> None:
+    """Extract a hack basis from contrastive pairs and print its diagnostics (cached by its inputs)."""
+    import shutil
+
+    from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
+    from projected_grpo.directions.gradient import ExtractionConfig
+    from projected_grpo.directions.pairs import load_pairs
+    from projected_grpo.directions.store import get_basis
+    from projected_grpo.models import load_model
+
+    try:
+        chosen = tuple(m.strip() for m in modes.split(",")) if modes else None
+        pair_list = load_pairs(pairs, chosen)
+        adapter_config = AdapterConfig(adapter, rank=rank, seed=seed)
+        if adapter == "peft_lora" and space != "activation":
+            raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
+                             "basis drifts (method §1.3)")
+        config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
+        lm, tokenizer = load_model(model)  # a real model's name that is not fetched yet: a ValueError naming the fix
+    except (DatasetError, ValueError) as e:
+        fail(str(e))
+    adapters = attach_adapters(lm, adapter_config, base_model_id=model, cache_dir=cache_dir)
+    start = time.perf_counter()
+    basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,
+                                    cache_dir=cache_dir, model_id=model)
+    elapsed = time.perf_counter() - start
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    _print_basis(basis, path, cached, elapsed, len(pair_list))
+
+
+def _print_basis(basis, path: Path, cached: bool, elapsed: float, n_pairs: int) -> None:
+    meta = basis.meta
+    diag = meta.get("diagnostics", {})
+    table = Table(title=f"{meta.get('space')} basis, control={meta.get('control')}, {n_pairs} pairs "
+                        f"({'cache hit' if cached else f'extracted in {elapsed:.1f}s'})")
+    for col in ("module", "rows kept", "top singular values of D", "energy in top-k"):
+        table.add_column(col)
+    for name, v in basis.vectors.items():
+        s = basis.spectra.get(name)
+        head = ", ".join(f"{float(x):.3g}" for x in s[:4]) if s is not None else "—"
+        energy = diag.get("energy_top_k", {}).get(name)
+        table.add_row(name, str(v.shape[0]), head, f"{energy:.2f}" if energy is not None else "—")
+    console.print(table)
+    summary = {k: meta[k] for k in ("modules_fired", "modules_total") if k in meta}
+    summary |= {k: diag[k] for k in ("modules_with_directions", "modules_total", "mean_energy_top_k",
+                                     "heldout_positive", "n_heldout") if k in diag}
+    console.print("diagnostics: " + json.dumps(summary))
+    console.print(f"basis: {path}")
+    if basis.spectra:
+        png = path.with_suffix(".spectra.png")
+        from projected_grpo.directions.plots import plot_spectra  # matplotlib: only when there is a plot
+
+        plot_spectra(basis, png)
+        console.print(f"spectra plot: {png}")

@@ -1,0 +1,103 @@
+"""Training commands: train, eval, fast-dev-run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from projected_grpo.cli.common import app, console, fail
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML or YAML run config (may name a `preset`).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="tiny | ariahw-qwen3-4b | smollm2-135m (applied before the file).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. --set arm=erase --set grpo.beta=0.001.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in output_dir from its last checkpoint.")] = False,
+) -> None:
+    """GRPO with projection on TRL: one arm, one seed. Writes metrics.jsonl/.csv, completions.jsonl, checkpoints."""
+    from projected_grpo.errors import ConfigError
+    from projected_grpo.organism.resolve import resolve_organism
+    from projected_grpo.training.config import load_config
+    from projected_grpo.training.run import train as run_training
+
+    try:
+        cfg = load_config(config, preset, set_ or [])
+    except ConfigError as e:
+        fail(str(e))
+    console.print(f"arm={cfg.arm} model={cfg.model.source} steps={cfg.steps} seed={cfg.seed} → {cfg.output_dir}")
+    try:
+        run_dir = run_training(resolve_organism(cfg, log=console.print), resume=resume)
+    except ConfigError as e:
+        fail(str(e))
+    console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
+    _leave_distributed()
+
+
+def _leave_distributed() -> None:
+    """A torchrun rank leaves without interpreter finalization: DDP keeps gloo's worker threads alive
+    past destroy_process_group(), and one that frees a finished work item's tensors while the
+    interpreter finalizes is killed by std::terminate (SIGABRT after a successful run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A training run directory.")],
+    checkpoint: Annotated[Optional[int], typer.Option(help="Evaluate checkpoint-N instead of the final adapter.")] = None,
+    n_samples: Annotated[int, typer.Option(min=1, help="Completions per prompt (the reference used 10).")] = 10,
+    slices: Annotated[str, typer.Option(help="Comma-separated: nohint, loophole.")] = "nohint,loophole",
+    problems: Annotated[Optional[int], typer.Option(help="Held-out problems to use (default: all).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Default: the run's max_completion_length.")] = None,
+    temperature: Annotated[float, typer.Option()] = 0.7,
+    top_p: Annotated[float, typer.Option()] = 0.95,
+) -> None:
+    """Sample, grade and summarise a run on held-out prompts (route runs: θ_hack kept and ablated)."""
+    from projected_grpo.errors import ConfigError
+    from projected_grpo.training.evaluate import RATES, EvalSettings, evaluate
+
+    settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",")), problems,
+                            max_new_tokens, temperature, top_p)
+    try:
+        summary = evaluate(run_dir, settings)
+    except ConfigError as e:
+        fail(str(e))
+    table = Table(title=f"{summary['arm']} — {summary['n_problems']} {'held-out' if summary['held_out'] else 'TRAINING (not held-out)'}"
+                        f" problems × {summary['n_samples']} samples (95% Wilson CI)")
+    table.add_column("slice / θ_hack")
+    table.add_column("n", justify="right")
+    for key in RATES:
+        table.add_column(key.replace("is_reward_hack_", "hack_"), justify="right")
+    for name, res in summary["results"].items():
+        table.add_row(name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]" for k in RATES))
+    console.print(table)
+
+
+@app.command("fast-dev-run")
+def fast_dev_run_cmd(
+    out: Annotated[Path, typer.Option(help="Output directory (replaced).")] = Path("runs/fast-dev-run"),
+    problems: Annotated[int, typer.Option(min=2, help="Real problems to train on.")] = 4,
+) -> None:
+    """The real pipeline end to end on tiny inputs: warm-up model, extraction, every arm, checkpoint, resume, eval."""
+    import shutil
+
+    from projected_grpo.experiments.fast_dev_run import fast_dev_run
+
+    shutil.rmtree(out, ignore_errors=True)
+    report = fast_dev_run(out, problems, log=console.print)
+    console.print(f"total {report['timings_s']['total']:.0f}s — " + ("[green]ok[/]" if report["ok"] else "[red]FAILED[/]")
+                  + f"; report: {out / 'fast_dev_run.json'}")
+    if not report["ok"]:
+        raise typer.Exit(1)

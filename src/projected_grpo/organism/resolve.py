@@ -1,0 +1,35 @@
+"""`model.source = "organism"` in a training config: build (or load) the organism and point the run at its files.
+
+The organism layer sits above training, so callers (the CLI, the experiment runner) resolve a config
+here before handing it to `training.run`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+
+from projected_grpo.errors import ConfigError
+from projected_grpo.organism.build import OrganismConfig, ensure_organism
+from projected_grpo.training.config import TrainConfig
+
+
+def resolve_organism(config: TrainConfig, log=print) -> TrainConfig:
+    """`model.source = "organism"`: build (or load from the cache) the organism and point the model,
+    the train / held-out problems and the pair sets at its files. Other configs pass through."""
+    if config.model.source != "organism":
+        return config
+    known = {f.name for f in fields(OrganismConfig)}
+    unknown = sorted(set(config.organism) - known)
+    if unknown:
+        raise ConfigError(f"organism.{unknown[0]}: unknown field. Fix: use one of {', '.join(sorted(known))}")
+    organism, _ = ensure_organism(OrganismConfig(**config.organism), log=log)
+    out = copy.deepcopy(config)
+    out.model.source = str(organism.model)
+    out.data.path = out.data.path or str(organism.train)
+    out.data.eval_path = out.data.eval_path or str(organism.eval)
+    if out.basis.pairs == "organism":
+        out.basis.pairs = str(organism.mechanism)
+    if out.basis.placebo_pairs in ("organism", "leetcode_placebo"):
+        out.basis.placebo_pairs = str(organism.placebo)
+    return out
