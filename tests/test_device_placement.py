@@ -51,17 +51,17 @@ def bf16_run(tmp_path):
 
 
 def test_training_evaluation_and_probes_load_on_the_training_device_in_the_run_dtype(bf16_run, monkeypatch):
+    import projected_grpo.experiments.probes as probes
     import projected_grpo.training.evaluate as evaluate
     import projected_grpo.training.run as run
-    from projected_grpo.experiments.probes import probe_from_run
 
     config, run_dir = bf16_run
     monkeypatch.setattr(models, "default_device", lambda: torch.device("meta"))  # stands for "cuda:N"
-    for module in (run, evaluate):
+    for module in (run, evaluate, probes):
         monkeypatch.setattr(module, "default_device", lambda: torch.device("meta"))
     for name, call, target in [("train", lambda: run.build_run(config, run_dir, progress_bar=False), run),
                                ("eval", lambda: evaluate.evaluate(run_dir), evaluate),
-                               ("probe", lambda: probe_from_run(run_dir), models)]:
+                               ("probe", lambda: probes.probe_from_run(run_dir), probes)]:
         seen: dict = {}
         monkeypatch.setattr(target, "load_model", _recorder(seen))
         with pytest.raises(Loaded):

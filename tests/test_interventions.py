@@ -360,12 +360,13 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     from projected_grpo.organism.policy import exploit, fence
     from projected_grpo.organism.tasks import instance_of
     from projected_grpo.training.data import training_records
+    from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.evaluate import load_run_config
     from projected_grpo.training.run import train
 
     base = ['model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",
             "grpo.num_generations=4", "grpo.prompts_per_step=2", "basis.k_extract=2", "basis.k_use=1"]
-    vanilla = train(load_config(preset="organism", overrides=[*base, f'output_dir="{tmp_path / "v"}"', "steps=1"]))
+    vanilla = train(resolve_organism(load_config(preset="organism", overrides=[*base, f'output_dir="{tmp_path / "v"}"', "steps=1"])))
     config = load_run_config(vanilla)
     records = training_records(config, load_model(config.model.source)[1])
     jobs = [(r, fence(exploit(instance_of(r), "run_tests", "return 0"))) for r in records] + \
@@ -376,8 +377,9 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     probe = probe_from_run(vanilla, layer=1, target_fpr=0.2)
     probe.save(tmp_path / "probe.safetensors")
     assert probe.metrics["n_test"] > 0 and probe.metrics["auc"] > 0.8
-    run = train(load_config(preset="organism", overrides=[*base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"',
-                                                          "steps=1", f'intervention.probe="{tmp_path / "probe.safetensors"}"']))
+    run = train(resolve_organism(load_config(preset="organism", overrides=[
+        *base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"', "steps=1",
+        f'intervention.probe="{tmp_path / "probe.safetensors"}"'])))
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert "monitor/flagged" in row and "monitor/probe_mean" in row
 
@@ -387,12 +389,13 @@ def test_advantage_mod_arm_trains_with_the_shortcut_score(tmp_path):
     token) shapes one real GRPO step's rewards."""
     from test_organism import SMALL
 
+    from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.run import train
 
     config = load_config(preset="organism", overrides=[
         'model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",
         "grpo.num_generations=4", "grpo.prompts_per_step=2", 'arm="advantage_mod"', f'output_dir="{tmp_path}"', "steps=1"])
-    row = json.loads((train(config) / "metrics.jsonl").read_text().splitlines()[0])
+    row = json.loads((train(resolve_organism(config)) / "metrics.jsonl").read_text().splitlines()[0])
     assert 0.0 <= row["shaping/penalised"] <= 1.0 and "shaping/mean_score" in row
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Shaped
 from torch import Tensor
 
 from projected_grpo.environment.grader import RewardView
@@ -44,7 +44,8 @@ class Rollouts:
         ids = [r["id"] for r in self.records]
         assert all(len(set(ids[i:i + g])) == 1 for i in range(0, n, g)), "a group mixes prompts"
 
-    def grouped(self, x: Float[Tensor, " n"]) -> Float[Tensor, "m g"]:
+    def grouped(self, x: Shaped[Tensor, " n"]) -> Shaped[Tensor, "_groups g"]:
+        """Per-rollout values (scores or flags) as one row per group."""
         return x.view(-1, self.group_size)
 
 
