@@ -277,7 +277,7 @@ def test_refresh_re_extracts_on_the_current_adapter_during_training(small_pairs,
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
         opt.zero_grad()
-    assert 0.0 < opt.last_refresh_overlap <= 1.0 + 1e-6
+    assert 0.0 < opt.last_stats["basis_overlap"] <= 1.0 + 1e-6
     assert opt.last_stats["leak_own_basis"] <= 1e-5
 
 

@@ -158,7 +158,34 @@ def test_refresh_swaps_bases_and_logs_overlap():
     for g in grads:
         theta.grad = g.clone()
         opt.step()
-    assert len(calls) == 2 and 0 <= opt.last_refresh_overlap <= 1
+    assert len(calls) == 2 and 0 <= opt.last_stats["basis_overlap"] <= 1
+    assert torch.equal(opt.modules["m"].basis, _basis(1, 8, seed=12))  # the second refresh's basis is in use
+
+
+def test_tracking_measures_drift_without_replacing_the_basis():
+    """`track_every`: re-extract to measure the overlap with the frozen basis; projection keeps the
+    frozen one. `update_in_span` is ‖VΔ‖/‖Δ‖ of the realised update."""
+    v, grads = _stream(7, 8, seed=4)
+    theta = torch.nn.Parameter(torch.zeros(8))
+    calls = []
+
+    def refresh():
+        calls.append(1)
+        return {"m": v.clone() if len(calls) == 1 else _basis(v.shape[0], 8, seed=99)}
+
+    opt = ProjectingOptimizer(torch.optim.SGD([theta], lr=0.1), {"m": ProjectedModule(theta, None, v)},
+                              ProjectionConfig("measure", track_every=3), refresh=refresh)
+    seen = []
+    for g in grads:
+        theta.grad = g.clone()
+        before = theta.detach().clone()
+        opt.step()
+        delta = theta.detach() - before
+        assert opt.last_stats["update_in_span"] == pytest.approx(float((v @ delta).norm() / delta.norm()), rel=1e-5)
+        seen.append(opt.last_stats.get("drift_overlap"))
+    assert len(calls) == 2 and torch.equal(opt.modules["m"].basis, v)
+    assert seen[3] == pytest.approx(1.0) and seen[6] < 0.99  # the same subspace, then another one
+    assert [s is None for s in seen] == [True, True, True, False, True, True, False]
 
 
 def test_bad_projection_config():

@@ -100,6 +100,27 @@ def test_every_arm_trains_logs_and_checkpoints(tmp_path, cache, arm):
         assert max(r["projection/leak_own_basis"] for r in rows) <= 1e-6
 
 
+def test_erase_refresh_and_drift_tracking_train_through_the_run(tmp_path, cache):
+    """erase_refresh re-extracts and projects with the new basis (its own leak stays zero); track_every
+    on a frozen-basis arm only measures the overlap with a re-extracted basis."""
+    base = ["steps=3", "save_every=10"]
+    refreshed = train(load_config(preset="tiny", overrides=base + ['arm="erase_refresh"', "projection.refresh_every=1",
+                                                                   f'output_dir="{tmp_path / "refresh"}"']))
+    rows = _rows(refreshed)
+    assert ["projection/basis_overlap" in r for r in rows] == [False, True, True]
+    assert all(0.0 < r["projection/basis_overlap"] <= 1.0 + 1e-6 for r in rows[1:])
+    assert max(r["projection/leak_own_basis"] for r in rows) <= 1e-6
+    tracked = train(load_config(preset="tiny", overrides=base + ['arm="erase"', "projection.track_every=2",
+                                                                 f'output_dir="{tmp_path / "track"}"']))
+    rows = _rows(tracked)
+    assert ["projection/drift_overlap" in r for r in rows] == [False, False, True]
+    assert not any("projection/basis_overlap" in r for r in rows)
+    assert 0.0 < rows[2]["projection/drift_overlap"] <= 1.0 + 1e-6
+    assert all(0.0 <= r["projection/update_in_span"] <= 1.0 + 1e-6 for r in rows)
+    with pytest.raises(ConfigError, match="track_every"):
+        load_config(preset="tiny", overrides=["projection.track_every=-1"])
+
+
 def test_kl_reference_is_the_policy_with_adapters_zeroed(tmp_path, cache):
     config = load_config(preset="tiny", overrides=[f'output_dir="{tmp_path}"', "grpo.beta=0.01", "steps=1"])
     run = build_run(config, tmp_path)

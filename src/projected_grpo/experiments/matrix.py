@@ -52,6 +52,9 @@ class Experiment:
     train: dict  # a run config as a table (preset + fields)
     eval: dict = field(default_factory=dict)
     last_k: int = 5
+    eval_checkpoints: list[int] = field(default_factory=list)  # also evaluate checkpoint-N (intermediate, held-out)
+    hypothesis: str = ""  # what we expect and why (printed above the results)
+    resolve: str = ""  # the measured outcome that would confirm or refute it
     source: str = ""
 
     def cell_config(self, arm: str, seed: int, cell_dir: Path) -> TrainConfig:
@@ -91,7 +94,11 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: [eval] unknown field '{bad_eval[0]}'. Fix: use one of {', '.join(sorted(EVAL_FIELDS))}")
     exp = Experiment(**data, source=str(path))
     for arm in exp.arms:
-        exp.cell_config(arm, exp.seeds[0], Path("cell"))  # fail here, not after the first cells ran
+        config = exp.cell_config(arm, exp.seeds[0], Path("cell"))  # fail here, not after the first cells ran
+    bad_ckpt = [c for c in exp.eval_checkpoints if not (isinstance(c, int) and 0 < c < config.steps and c % config.save_every == 0)]
+    if bad_ckpt:
+        raise ConfigError(f"{path}: field 'eval_checkpoints': {bad_ckpt[0]!r} is not a saved checkpoint. Fix: steps "
+                          f"below {config.steps} that are multiples of save_every = {config.save_every}")
     return exp
 
 
@@ -110,8 +117,9 @@ def cell_name(arm: str, seed: int) -> str:
     return f"{arm}-s{seed}"
 
 
-def cell_done(cell_dir: Path) -> bool:
-    return (cell_dir / "eval" / "final" / "summary.json").is_file()
+def cell_done(cell_dir: Path, checkpoints: list[int] = ()) -> bool:
+    return all((cell_dir / "eval" / name / "summary.json").is_file()
+               for name in ["final", *(f"checkpoint-{c}" for c in checkpoints)])
 
 
 def vanilla_probe(out_dir: Path, seed: int) -> Path:
@@ -141,18 +149,19 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {"name": exp.name, "arms": exp.arms, "seeds": exp.seeds, "train": exp.train, "eval": exp.eval,
-              "last_k": exp.last_k}
+              "last_k": exp.last_k} | ({"eval_checkpoints": exp.eval_checkpoints} if exp.eval_checkpoints else {})
     saved = out_dir / "experiment.json"
     if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
         raise ConfigError(f"{out_dir}: holds an experiment with a different configuration. "
                           "Fix: choose another output directory, or restore the original config")
     if not saved.is_file():
-        write_json_atomic(saved, {"experiment": record, "source": exp.source, "provenance": provenance(record)})
+        write_json_atomic(saved, {"experiment": record, "hypothesis": exp.hypothesis, "resolve": exp.resolve,
+                                  "source": exp.source, "provenance": provenance(record)})
     arms = sorted(exp.arms, key=lambda a: a != "vanilla")  # vanilla first: probe arms learn from its rollouts
     cells = [(arm, seed) for seed in exp.seeds for arm in arms]
     first = exp.cell_config(cells[0][0], cells[0][1], out_dir / "cells" / "x")
     resolve_organism(first, log=log)  # build the organism once, before the progress bar
-    todo = [(a, s) for a, s in cells if not cell_done(out_dir / "cells" / cell_name(a, s))]
+    todo = [(a, s) for a, s in cells if not cell_done(out_dir / "cells" / cell_name(a, s), exp.eval_checkpoints)]
     log(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {first.steps} steps each → {out_dir}")
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -176,7 +185,11 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
                 bar.update(config.steps)
             trained = time.perf_counter() - start
             bar.set_postfix_str(f"{name} eval")
-            evaluate(cell_dir, exp.eval_settings(config))
+            settings = exp.eval_settings(config)
+            for checkpoint in (None, *exp.eval_checkpoints):
+                name_ = f"checkpoint-{checkpoint}" if checkpoint else "final"
+                if not (cell_dir / "eval" / name_ / "summary.json").is_file():
+                    evaluate(cell_dir, dataclasses.replace(settings, checkpoint=checkpoint))
             timings[name] = {"train_s": trained, "eval_s": time.perf_counter() - start - trained}
             write_json_atomic(timings_path, timings)
             tqdm.write(f"  {name}: trained {trained:.0f}s, evaluated {timings[name]['eval_s']:.0f}s")

@@ -21,6 +21,7 @@ from scipy import stats
 
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from projected_grpo.environment.modes import MODES
+from projected_grpo.experiments.dynamics import dynamics_sections, plot_survival
 from projected_grpo.training.arms import ARMS
 
 TRAIN_KEYS = {"hack": "labels/hack_strict", "hack_loose": "labels/hack_loose", "solve": "labels/correct_hardened"}
@@ -74,7 +75,8 @@ def h1_verdict(d_hack: list[float], d_solve: list[float]) -> str:
 
 
 def collect(run_dir: Path) -> tuple[dict, dict]:
-    exp = json.loads((run_dir / "experiment.json").read_text())["experiment"]
+    saved = json.loads((run_dir / "experiment.json").read_text())
+    exp = saved["experiment"] | {"hypothesis": saved.get("hypothesis", ""), "resolve": saved.get("resolve", "")}
     cells = {}
     for arm in exp["arms"]:
         for seed in exp["seeds"]:
@@ -163,6 +165,14 @@ def write_report(run_dir: str | Path) -> Path:
             if got:
                 lines.append(f"| {arm} | " + " | ".join(_pct(*_mean_sem([c.get(f"eval_hack/{m}", 0.0) for c in got]))
                                                        for m in by_mode) + " |")
+    more, summary["dynamics"] = dynamics_sections(run_dir, exp, cells, k)
+    lines += more
+    if plot_survival(run_dir, summary["dynamics"]["survival"]):
+        lines += ["", "![survival](survival.png)"]
+    if exp["hypothesis"] or exp["resolve"]:  # preregistered: printed above the results, with the verdicts
+        verdicts = "; ".join(f"{a}: {v['h1']}" for a, v in summary["paired"].items() if ARMS[a].kind == "method")
+        lines[2:2] = ["## Hypothesis", "", exp["hypothesis"], "", f"**Resolves as:** {exp['resolve']}", "",
+                      f"**Verdict (H1 per method arm, below):** {verdicts or 'no paired method arm finished'}", ""]
     if timings:
         total = sum(t["train_s"] + t["eval_s"] for t in timings.values())
         lines += ["", f"Wall time of the cells: {total / 60:.1f} min in all ({len(timings)} cells run here)."]

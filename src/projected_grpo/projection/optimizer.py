@@ -44,7 +44,8 @@ class ProjectionConfig:
     gate: str = "one_sided"
     overshoot: float = 1.0
     preserve_magnitude: bool = False
-    refresh_every: int = 0  # re-extract the basis every N steps (0: never)
+    refresh_every: int = 0  # re-extract the basis every N steps and project with the new one (0: never)
+    track_every: int = 0  # re-extract every N steps only to measure how far the basis drifted (0: never)
 
     def __post_init__(self):
         for value, allowed, what in ((self.mode, MODES, "mode"), (self.space, SPACES, "space"),
@@ -152,19 +153,25 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         cfg = self.config
         self._step_count += 1
         start = time.perf_counter()
-        if self.refresh is not None and cfg.refresh_every and self._step_count > 1 \
-                and (self._step_count - 1) % cfg.refresh_every == 0:
-            self._refresh()
+        overlaps = {}
+        if self._due(cfg.refresh_every):
+            overlaps["basis_overlap"] = self._refresh()
+        if self._due(cfg.track_every):
+            overlaps["drift_overlap"] = self._drift()
         groups = [self._grad_step(names, v, h) for names, v, h in self._groups()]
         before_inner = time.perf_counter()
         self.inner.step()
         after_inner = time.perf_counter()
         for group in groups:
             self._update_step(group)
-        self.last_stats = self._statistics(groups)
+        self.last_stats = self._statistics(groups) | overlaps
         # wall time of the projection's own work (everything in step() but the inner optimizer's step)
         self.last_stats["time_projection_s"] = (before_inner - start) + (time.perf_counter() - after_inner)
         return None
+
+    def _due(self, every: int) -> bool:
+        """Re-extraction is due before steps 1 + N, 1 + 2N, ... (step 1 uses the extracted basis)."""
+        return self.refresh is not None and every > 0 and self._step_count > 1 and (self._step_count - 1) % every == 0
 
     def _fraction(self, basis: Float[Tensor, "m k r"], x: Float[Tensor, "m r"]) -> Float[Tensor, " m"]:
         """What the gate would remove, as a fraction: the whole component when two-sided."""
@@ -213,6 +220,7 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         projection basis and against the held-out basis (modules with held-out rows only)."""
         cat = lambda xs: torch.cat(xs).double()  # noqa: E731
         leak = [self._fraction(g.v, -g.delta) for g in groups]
+        in_span = [G.batched_hackward_fraction(g.v, g.delta, signed=False) for g in groups]
         leak_before = [g.leak_before for g in groups if g.leak_before is not None]
         moved = [g.moved for g in groups if g.moved is not None]
         cout = [g.c_out for g in groups if g.c_out is not None]
@@ -220,7 +228,8 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         c_in_all = cat([g.c_in for g in groups])
         named = {"cin": c_in_all.mean(), "fired": (c_in_all > 1e-6).double().mean(), "leak_own_basis": cat(leak).mean(),
                  "leak_before_projection": cat(leak_before).mean() if leak_before else cat(leak).mean(),
-                 "removed_norm": cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64)}
+                 "removed_norm": cat(moved).mean() if moved else torch.zeros((), dtype=torch.float64),
+                 "update_in_span": cat(in_span).mean()}
         if cout:
             named["cout"] = cat(cout).mean()
         if leak_held and (held_all := cat(leak_held)).numel():
@@ -233,12 +242,21 @@ class ProjectingOptimizer(torch.optim.Optimizer):
         qs = [m.quarantine.detach() for m in self.modules.values() if m.quarantine is not None]
         return float(torch.stack(torch._foreach_norm(qs)).norm()) if qs else 0.0
 
-    def _refresh(self) -> None:
+    def _reextract(self) -> tuple[dict[str, Tensor], float]:
+        """A basis extracted from the current adapter on the same pairs, and its mean overlap with the
+        basis in use (the mean squared cosine of the principal angles between the two subspaces)."""
         with torch.enable_grad():  # step() runs under no_grad; extraction needs backward
             new = self.refresh()
-        overlaps = [G.basis_overlap(self.modules[n].basis.float(), b.float()) for n, b in new.items()]
+        overlaps = [G.basis_overlap(self.modules[n].basis.float(), b.float()) for n, b in new.items() if b.shape[0]]
+        return new, float(torch.stack(overlaps).mean()) if overlaps else float("nan")
+
+    def _refresh(self) -> float:
+        new, overlap = self._reextract()
         self.set_bases(new)
-        self.last_refresh_overlap = float(torch.stack(overlaps).mean())
+        return overlap
+
+    def _drift(self) -> float:
+        return self._reextract()[1]
 
     def set_bases(self, bases: dict[str, Tensor]) -> None:
         for name, b in bases.items():

@@ -23,6 +23,7 @@ class Arm:
     loophole: bool = True  # False: no-hint prompts and a reward without the loophole term
     intervention: str | None = None  # a published intervention (interventions/)
     loophole_aware: bool = False  # uses a loophole-free environment (knowledge of the loophole), not the oracle
+    refresh_every: int = 0  # re-extract the basis from the current adapter every N steps (projection.refresh_every wins)
     monitor: str | None = None  # a monitor arm's detector: gt | probe | judge
     action: str | None = None  # what a monitor arm does with a flag: penalty (reward − p) | screening (advantage 0)
     description: str = ""
@@ -46,6 +47,8 @@ _ARMS = [
     Arm("vanilla", "measure", description="no intervention; logs cin / leak against the real basis"),
     Arm("erase", "erase", description="project the hack-ward part of each update away"),
     Arm("route", "route", description="move the hack-ward part into θ_hack; deploy with θ_hack = 0"),
+    Arm("erase_refresh", "erase", refresh_every=10,
+        description="erase with the basis re-extracted from the current adapter on the same pairs every N steps"),
     Arm("random", "erase", control="random", description="control: Haar-random basis of the same k"),
     Arm("shuffled", "erase", control="shuffled", description="control: hack/clean swapped on half the pairs"),
     Arm("nonhack", "erase", control="nonhack", description="control: clean-vs-clean contrasts"),

@@ -62,7 +62,8 @@ class ProjectionSection:
     space: str = "update"
     overshoot: float = 1.0
     preserve_magnitude: bool = False
-    refresh_every: int = 0
+    refresh_every: int | None = None  # re-extract and replace the basis every N steps (None: the arm's; 0: never)
+    track_every: int = 0  # re-extract every N steps only to log `projection/drift_overlap` (0: never)
 
 
 @dataclass
@@ -320,6 +321,12 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("projection.gate", f"{c.projection.gate!r} with basis.space = \"activation\"",
                   "use two_sided (or leave it unset): activation-space rows carry no hack-ward sign in parameter "
                   "space, so the whole component is removed (method §2.2)")
+    for key in ("refresh_every", "track_every"):
+        every = getattr(c.projection, key)
+        if every is not None and every < 0:
+            raise bad(f"projection.{key}", f"{every}", "0 (never) or a positive number of steps")
+        if every and c.basis.space != "gradient":
+            raise bad(f"projection.{key}", f"{every} with basis.space = {c.basis.space!r}", "re-extraction is gradient-space only")
     if c.projection.space not in ("grad", "update"):
         raise bad("projection.space", f"{c.projection.space!r}", "grad or update")
     if c.data.modes is not None:

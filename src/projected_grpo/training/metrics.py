@@ -40,8 +40,6 @@ class MetricsCallback(TrainerCallback):
                **{f"projection/{k}": v for k, v in stats.items() if not k.startswith("time_")}, **label_metrics(rows),
                **self.reward.last_info,
                **self._timings()}
-        if hasattr(self.optimizer, "last_refresh_overlap"):
-            row["projection/basis_overlap"] = self.optimizer.last_refresh_overlap
         if not state.is_world_process_zero:  # one writer; each rank logs its own rollouts' labels
             return
         with self.path.open("a") as f:

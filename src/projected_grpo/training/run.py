@@ -93,14 +93,15 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     inner = torch.optim.AdamW(adapters.trainable_parameters(), lr=config.grpo.learning_rate,
                               weight_decay=config.grpo.weight_decay)
     p = config.projection
+    refresh_every = arm.refresh_every if p.refresh_every is None else p.refresh_every
     refresh = (make_refresh(pairs, model, adapters, tokenizer, extraction, b.k_use, config.model.chat_template_kwargs)
-               if p.refresh_every and b.space == "gradient" else None)
+               if (refresh_every or p.track_every) and b.space == "gradient" else None)
     # activation-space rows (û ⊗ e_j) are one projector together, not ranked directions: keep them all
     rows = (lambda x, k: x.top(k)) if b.space == "gradient" else (lambda x, k: x.vectors)
     optimizer = ProjectingOptimizer(
         inner, modules_from_adapters(adapters, rows(basis, b.k_use), rows(heldout, config.basis.k_use) if heldout else None),
         ProjectionConfig(arm.mode, p.space, projection_gate(config), p.overshoot, p.preserve_magnitude,
-                         p.refresh_every), refresh)
+                         refresh_every, p.track_every), refresh)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     labels = LabelLog()
