@@ -71,12 +71,12 @@ def test_long_horizon_matrix_features_run_through_the_runner(tmp_path):
     text = path.read_text().replace('arms = ["vanilla", "erase"]\nseeds = [7]',
                                     'arms = ["vanilla", "erase_refresh"]\nseeds = [7, 8]\neval_checkpoints = [2]\n'
                                     'hypothesis = "erase_refresh delays hacking"\nresolve = "its cells cross 50 % later"')
-    path.write_text(text + "[train.projection]\nrefresh_every = 2\ntrack_every = 2\n")
+    path.write_text(text + "[train.projection]\ntrack_every = 2\n")  # erase_refresh's own refresh (10) is past step 3
     report = run_experiment(load_experiment(path), tmp_path / "out", log=lambda *a: None).read_text()
     out = tmp_path / "out"
     assert (out / "cells" / "erase_refresh-s8" / "eval" / "checkpoint-2" / "summary.json").is_file()
     rows = [json.loads(x) for x in (out / "cells" / "erase_refresh-s7" / "metrics.jsonl").read_text().splitlines()]
-    assert "projection/basis_overlap" in rows[2] and "projection/drift_overlap" in rows[2]
+    assert "projection/drift_overlap" in rows[2] and "projection/basis_overlap" not in rows[2]
     vanilla = [json.loads(x) for x in (out / "cells" / "vanilla-s7" / "metrics.jsonl").read_text().splitlines()]
     assert "projection/drift_overlap" in vanilla[2] and "projection/basis_overlap" not in vanilla[2]
     assert report.index("## Hypothesis") < report.index("| arm | kind |")

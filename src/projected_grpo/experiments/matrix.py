@@ -180,7 +180,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
                 else:
                     bar.update(int(Path(checkpoint).name.split("-")[-1]))
                 train(resolve_organism(config, log=log), resume=checkpoint is not None,
-                      callbacks=[_StepBar(bar, name)], progress_bar=False)
+                      callbacks=(_StepBar(bar, name),), progress_bar=False)
             else:
                 bar.update(config.steps)
             trained = time.perf_counter() - start
