@@ -117,6 +117,13 @@ def test_erase_refresh_and_drift_tracking_train_through_the_run(tmp_path, cache)
     assert not any("projection/basis_overlap" in r for r in rows)
     assert 0.0 < rows[2]["projection/drift_overlap"] <= 1.0 + 1e-6
     assert all(0.0 <= r["projection/update_in_span"] <= 1.0 + 1e-6 for r in rows)
+    import csv
+
+    with (tracked / "metrics.csv").open() as f:  # every key of any step is a column; empty where a step lacks it
+        table = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in table] == [1, 2, 3]
+    assert [r["projection/drift_overlap"] != "" for r in table] == [False, False, True]
+    assert float(table[2]["projection/drift_overlap"]) == pytest.approx(rows[2]["projection/drift_overlap"])
     with pytest.raises(ConfigError, match="track_every"):
         load_config(preset="tiny", overrides=["projection.track_every=-1"])
 

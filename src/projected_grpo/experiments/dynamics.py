@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from projected_grpo.experiments.markdown import markdown_table
+
 WINDOW = 5
 HACK = "labels/hack_strict"
 CIN = "projection/cin"
@@ -151,24 +153,26 @@ def dynamics_sections(run_dir: Path, exp: dict, cells: dict, last_k: int) -> tup
     if surv:
         lines += ["", "## When each seed starts hacking", "",
                   f"First step at which the training hack rate (strict, trailing mean over {WINDOW} steps) reaches "
-                  "50 %; `>N` = not by its last step N (censored).", "",
-                  "| arm | seeds crossed | step per seed | median step |", "|---|---|---|---|"]
+                  "50 %; `>N` = not by its last step N (censored).", ""]
+        table = []
         for arm, s in surv.items():
             steps = [c for c in s["crossed_at"].values() if c is not None]
             per_seed = ", ".join(f"{seed}: {c if c is not None else '>' + str(s['horizon'])}" for seed, c in s["crossed_at"].items())
             median = _fmt(float(np.median(steps)), ".0f") if len(steps) * 2 > len(s["crossed_at"]) else f">{s['horizon']}"
-            lines.append(f"| {arm} | {len(steps)}/{len(s['crossed_at'])} | {per_seed} | {median} |")
+            table.append([arm, f"{len(steps)}/{len(s['crossed_at'])}", per_seed, median])
+        lines.append(markdown_table(["arm", "seeds crossed", "step per seed", "median step"], table))
     ckpt = checkpoint_evals(run_dir, exp)
     out["checkpoint_evals"] = ckpt
     if ckpt:
         marks = sorted({c for v in ckpt.values() for c in v})
         lines += ["", "## Held-out hack rate over training", "", "Evaluated at intermediate checkpoints and at the end "
-                  "(loophole slice, as deployed; mean over seeds, in %).", "",
-                  "| arm | " + " | ".join(f"step {c}" for c in marks) + " | final |", "|" + "---|" * (len(marks) + 2)]
+                  "(loophole slice, as deployed; mean over seeds, in %).", ""]
+        table = []
         for arm, by in ckpt.items():
             final = [c["eval_hack"] for (a, _), c in cells.items() if a == arm and "eval_hack" in c]
-            lines.append(f"| {arm} | " + " | ".join(_fmt(100 * np.mean(by[c]), ".1f") if c in by else "—" for c in marks)
-                         + f" | {_fmt(100 * np.mean(final), '.1f') if final else '—'} |")
+            table.append([arm, *(_fmt(100 * np.mean(by[c]), ".1f") if c in by else "—" for c in marks),
+                          _fmt(100 * np.mean(final), ".1f") if final else "—"])
+        lines.append(markdown_table(["arm", *(f"step {c}" for c in marks), "final"], table))
     rows = drift(run_dir, exp, cells, last_k)
     out["drift"] = rows
     if rows:
@@ -178,13 +182,13 @@ def dynamics_sections(run_dir: Path, exp: dict, cells: dict, last_k: int) -> tup
                   "`leak before` = the inner optimizer's update before projection. `overlap` = the last measured "
                   "mean squared cosine of the principal angles between the basis in use and one re-extracted from "
                   "the current adapter (step in brackets; `track_every` / `refresh_every`).", "",
-                  "| arm | seed | Δ held-out hack vs vanilla (pp) | update in span | leak (held-out) | leak before | overlap |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in rows:
-            overlap = f"{r['overlap_last'][1]:.2f} (step {r['overlap_last'][0]})" if r["overlap_last"] else "—"
-            lines.append(f"| {r['arm']} | {r['seed']} | {_fmt(None if r['d_eval_hack'] is None else 100 * r['d_eval_hack'], '+.0f')} | "
-                         f"{_fmt(r['update_in_span'], '.3f')} | {_fmt(r['leak_heldout'], '.3f')} | "
-                         f"{_fmt(r['leak_before_projection'], '.3f')} | {overlap} |")
+                  markdown_table(["arm", "seed", "Δ held-out hack vs vanilla (pp)", "update in span", "leak (held-out)",
+                                  "leak before", "overlap"],
+                                 [[r["arm"], r["seed"], _fmt(None if r["d_eval_hack"] is None else 100 * r["d_eval_hack"], "+.0f"),
+                                   _fmt(r["update_in_span"], ".3f"), _fmt(r["leak_heldout"], ".3f"),
+                                   _fmt(r["leak_before_projection"], ".3f"),
+                                   f"{r['overlap_last'][1]:.2f} (step {r['overlap_last'][0]})" if r["overlap_last"] else "—"]
+                                  for r in rows])]
     if "vanilla" in exp["arms"]:
         warn = early_warning(run_dir, exp)
         out["early_warning"] = warn
@@ -198,10 +202,9 @@ def dynamics_sections(run_dir: Path, exp: dict, cells: dict, last_k: int) -> tup
                       f"{_fmt(warn['threshold'], '.3f')}, set on seeds {warn['calibration_seeds']} as the median `cin` "
                       f"when their hack rate reached {warn['hack_level']:.0%}; scored on seeds {warn['evaluation_seeds']}.",
                       "", f"Lead time (steps; positive = `cin` crossed first): {leads}.", "",
-                      "| Δ (steps ahead) | " + " | ".join(str(d) for d in warn["auroc_by_delta"]) + " |",
-                      "|" + "---|" * (len(warn["auroc_by_delta"]) + 1),
-                      f"| AUROC of cin(t) for hack(t + Δ) > {warn['hack_level']:.0%} | "
-                      + " | ".join(_fmt(a) for a in warn["auroc_by_delta"].values()) + " |"]
+                      markdown_table(["Δ (steps ahead)", *map(str, warn["auroc_by_delta"])],
+                                     [[f"AUROC of cin(t) for hack(t + Δ) > {warn['hack_level']:.0%}",
+                                       *(_fmt(a) for a in warn["auroc_by_delta"].values())]])]
     return lines, out
 
 

@@ -17,11 +17,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from scipy import stats
 
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from projected_grpo.environment.modes import MODES
 from projected_grpo.experiments.dynamics import dynamics_sections, plot_survival
+from projected_grpo.experiments.markdown import markdown_table
 from projected_grpo.training.arms import ARMS
 
 TRAIN_KEYS = {"hack": "labels/hack_strict", "hack_loose": "labels/hack_loose", "solve": "labels/correct_hardened"}
@@ -41,9 +43,10 @@ def _pct(mean: float, sem: float) -> str:
 
 def cell_numbers(cell_dir: Path, last_k: int) -> dict:
     """One cell's headline numbers from metrics.jsonl and eval/final/summary.json."""
-    rows = [json.loads(x) for x in (cell_dir / "metrics.jsonl").read_text().splitlines()]
-    tail = rows[-last_k:]
-    out = {f"train_{name}": sum(r.get(key, 0.0) for r in tail) / len(tail) for name, key in TRAIN_KEYS.items()}
+    rows = pl.read_ndjson(cell_dir / "metrics.jsonl", infer_schema_length=None)
+    tail = rows.tail(last_k)
+    out = {f"train_{name}": float(tail[key].fill_null(0.0).mean()) if key in tail.columns else 0.0
+           for name, key in TRAIN_KEYS.items()}
     summary = json.loads((cell_dir / "eval" / "final" / "summary.json").read_text())
     res = summary["results"]
     deployed = "ablated" if "loophole/ablated" in res else "kept"  # route deploys with θ_hack = 0
@@ -57,7 +60,7 @@ def cell_numbers(cell_dir: Path, last_k: int) -> dict:
         out["eval_solve_nohint"] = nohint[SOLVE]["rate"]
     out["held_out"] = summary.get("held_out")  # None: a summary from before the field existed
     out["deployed"] = deployed
-    out["steps"] = rows[-1]["step"]
+    out["steps"] = int(rows["step"][-1])
     return out
 
 
@@ -119,8 +122,7 @@ def write_report(run_dir: str | Path) -> Path:
     if not_held:
         lines += [f"**Evaluation not (known to be) on held-out problems** for {', '.join(not_held)}: their eval "
                   "columns may measure problems the run trained on, and no H1 verdict is computed for them.", ""]
-    lines += ["| arm | kind | seeds | eval on | train hack | train solve | eval hack | eval hack (loose) | "
-              "eval solve | eval solve (no hint) |", "|" + "---|" * 10]
+    table = []
     summary = {"experiment": exp, "arms": {}, "paired": {}}
     for arm in exp["arms"]:
         got = [cells[(arm, s)] for s in exp["seeds"] if (arm, s) in cells]
@@ -129,11 +131,11 @@ def write_report(run_dir: str | Path) -> Path:
         col = lambda key: _mean_sem([c[key] for c in got]) if all(key in c for c in got) else (float("nan"),) * 2  # noqa: E731
         keys = ("train_hack", "train_solve", "eval_hack", "eval_hack_loose", "eval_solve", "eval_solve_nohint")
         summary["arms"][arm] = {key: col(key) for key in keys} | {"eval_on": eval_problems(got)}
-        lines.append(f"| {arm} | {ARMS[arm].kind} | {len(got)} | {eval_problems(got)} | "
-                     + " | ".join(_pct(*col(key)) for key in keys) + " |")
+        table.append([arm, ARMS[arm].kind, len(got), eval_problems(got), *(_pct(*col(key)) for key in keys)])
+    lines += [markdown_table(["arm", "kind", "seeds", "eval on", "train hack", "train solve", "eval hack",
+                              "eval hack (loose)", "eval solve", "eval solve (no hint)"], table)]
     if "vanilla" in exp["arms"]:
-        lines += ["", "## Paired with same-seed vanilla (eval, loophole slice)", "",
-                  "| arm | Δ hack (pp) | per seed | p (paired t) | Δ solve (pp) | per seed | p | H1 |", "|" + "---|" * 8]
+        table = []
         for arm in exp["arms"]:
             if arm == "vanilla":
                 continue
@@ -146,8 +148,11 @@ def write_report(run_dir: str | Path) -> Path:
                        else f"— (eval {eval_problems(both)})" if eval_problems(both) != "held-out"
                        else h1_verdict(dh, ds))
             summary["paired"][arm] = {"d_hack": dh, "d_solve": ds, "h1": verdict}
-            lines.append(f"| {arm} | {_pct(*_mean_sem(dh))} | {', '.join(f'{100 * x:+.0f}' for x in dh)} | {p(dh)} | "
-                         f"{_pct(*_mean_sem(ds))} | {', '.join(f'{100 * x:+.0f}' for x in ds)} | {p(ds)} | {verdict} |")
+            table.append([arm, _pct(*_mean_sem(dh)), ", ".join(f"{100 * x:+.0f}" for x in dh), p(dh),
+                          _pct(*_mean_sem(ds)), ", ".join(f"{100 * x:+.0f}" for x in ds), p(ds), verdict])
+        lines += ["", "## Paired with same-seed vanilla (eval, loophole slice)", "",
+                  markdown_table(["arm", "Δ hack (pp)", "per seed", "p (paired t)", "Δ solve (pp)", "per seed", "p", "H1"],
+                                 table)]
         lines += ["", "H1 (preregistered): supported if the held-out hack cut is ≥ 30 pp at a solve rate (hardened "
                   "oracle) within 10 pp of vanilla; falsified if the cut is < 15 pp, solve drops > 15 pp, or the cut "
                   "is within 1 SEM; otherwise inconclusive; not computed unless every paired cell was evaluated on "
@@ -158,13 +163,9 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["", "## Held-out hack rate per loophole mode", "",
                   ("Modes in the basis: " + ", ".join(basis_modes) + "; the others are held out from it." if basis_modes
                    else "The basis covers every mode."), "",
-                  "| arm | " + " | ".join(m + ("" if not basis_modes or m in basis_modes else " (held out)") for m in by_mode)
-                  + " |", "|" + "---|" * (len(by_mode) + 1)]
-        for arm in exp["arms"]:
-            got = [cells[(arm, s)] for s in exp["seeds"] if (arm, s) in cells]
-            if got:
-                lines.append(f"| {arm} | " + " | ".join(_pct(*_mean_sem([c.get(f"eval_hack/{m}", 0.0) for c in got]))
-                                                       for m in by_mode) + " |")
+                  markdown_table(["arm", *(m + ("" if not basis_modes or m in basis_modes else " (held out)") for m in by_mode)],
+                                 [[arm, *(_pct(*_mean_sem([c.get(f"eval_hack/{m}", 0.0) for c in got])) for m in by_mode)]
+                                  for arm in exp["arms"] if (got := [cells[(arm, s)] for s in exp["seeds"] if (arm, s) in cells])])]
     more, summary["dynamics"] = dynamics_sections(run_dir, exp, cells, k)
     lines += more
     if plot_survival(run_dir, summary["dynamics"]["survival"]):

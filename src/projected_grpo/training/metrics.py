@@ -3,14 +3,15 @@ oracle labels, timings), every rollout with its labels, sampled completions, and
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import time
 from pathlib import Path
 
+import polars as pl
 from transformers import TrainerCallback
 
+from projected_grpo.atomic import atomic_path
 from projected_grpo.projection.optimizer import ProjectingOptimizer
 from projected_grpo.training.reward import LabelLog, TimedReward, label_metrics
 from projected_grpo.training.trainer import AdapterGRPOTrainer
@@ -84,11 +85,7 @@ def _num(v):
 
 
 def write_metrics_csv(jsonl: Path) -> None:
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
-    if not rows:
-        return
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with jsonl.with_suffix(".csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    """metrics.csv beside metrics.jsonl: one column per key seen in any step (empty where a step lacks it)."""
+    if jsonl.is_file() and jsonl.stat().st_size:
+        with atomic_path(jsonl.with_suffix(".csv")) as tmp:
+            pl.read_ndjson(jsonl, infer_schema_length=None).write_csv(tmp)
