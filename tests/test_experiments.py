@@ -209,3 +209,36 @@ def test_ariahw_preset_needs_the_reference_train_problems_and_uses_bnpo(tmp_path
     config = load_config(preset="ariahw-qwen3-4b", overrides=[f'data.path="{data}"'])
     assert config.grpo.loss_type == "bnpo"  # verl's token mean per micro-batch
     assert load_config(run, overrides=[f'data.path="{data}"']).data.path == str(data)
+
+
+def test_variants_run_an_arm_with_its_own_settings(tmp_path):
+    """A dose-response column is a variant: its arm with sections merged over [train]; the report
+    classifies it by its arm (a method variant gets an H1 verdict against vanilla)."""
+    path = tmp_path / "d.toml"
+    path.write_text('name = "dose"\narms = ["vanilla", "erase", "erase_k1", "random_grad"]\nseeds = [1]\n'
+                    '[train]\npreset = "tiny"\n[train.basis]\nk_use = 4\n'
+                    '[variants.erase_k1]\narm = "erase"\nbasis = { k_use = 1 }\n'
+                    '[variants.random_grad]\narm = "random"\nprojection = { space = "grad" }\n')
+    exp = load_experiment(path)
+    base, k1, grad = (exp.cell_config(a, 1, tmp_path / a) for a in ("erase", "erase_k1", "random_grad"))
+    assert (base.arm, base.basis.k_use, k1.arm, k1.basis.k_use) == ("erase", 4, "erase", 1)
+    assert (grad.arm, grad.projection.space, grad.basis.k_use) == ("random", "grad", 4)
+    path.write_text(path.read_text().replace('arm = "erase"', 'arm = "erasee"'))
+    with pytest.raises(ConfigError, match=r"variants.erase_k1.*arm"):
+        load_experiment(path)
+    path.write_text(path.read_text().replace('[variants.erase_k1]\narm = "erasee"', '[variants.erase]\narm = "erase"'))
+    with pytest.raises(ConfigError, match="variants.erase"):
+        load_experiment(path)
+    root = tmp_path / "report"
+    exp_record = {"name": "t", "arms": ["vanilla", "erase_k1", "random_grad"], "seeds": [1, 2, 3], "train": {},
+                  "eval": {}, "last_k": 2, "variants": {"erase_k1": {"arm": "erase"}, "random_grad": {"arm": "random"}}}
+    root.mkdir()
+    (root / "experiment.json").write_text(json.dumps({"experiment": exp_record}))
+    for seed in (1, 2, 3):
+        _write_cell(root, "vanilla", seed, [0.0, 0.8], 0.8, 0.3)
+        _write_cell(root, "erase_k1", seed, [0.0, 0.1], 0.1 * seed, 0.3)
+        _write_cell(root, "random_grad", seed, [0.0, 0.8], 0.8, 0.3)
+    report = write_report(root).read_text()
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["paired"]["erase_k1"]["h1"] == "supported" and summary["paired"]["random_grad"]["h1"] == "— (control)"
+    assert has_row(report, "erase_k1", "method", "3") and has_row(report, "random_grad", "control", "3")

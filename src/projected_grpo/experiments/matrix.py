@@ -53,19 +53,34 @@ class Experiment:
     eval: dict = field(default_factory=dict)
     last_k: int = 5
     eval_checkpoints: list[int] = field(default_factory=list)  # also evaluate checkpoint-N (intermediate, held-out)
+    variants: dict = field(default_factory=dict)  # name → {arm = ..., <train sections>}: an arm with its own settings
     hypothesis: str = ""  # what we expect and why (printed above the results)
     resolve: str = ""  # the measured outcome that would confirm or refute it
     source: str = ""
 
-    def cell_config(self, arm: str, seed: int, cell_dir: Path) -> TrainConfig:
+    def cell_config(self, name: str, seed: int, cell_dir: Path) -> TrainConfig:
+        """The run config of one cell; a variant is its arm with its own sections merged over [train]."""
+        table, where, arm = self.train, f"{self.source} [train]", name
+        if name in self.variants:
+            sections = dict(self.variants[name])
+            arm = sections.pop("arm")
+            table, where = _merged(self.train, sections), f"{self.source} [train] + [variants.{name}]"
         overrides = [f'arm="{arm}"', f"seed={seed}", f'output_dir="{cell_dir}"']
-        return load_config(overrides=overrides, table=self.train, where=f"{self.source} [train]")
+        return load_config(overrides=overrides, table=table, where=where)
 
     def eval_settings(self, config: TrainConfig) -> EvalSettings:
         settings = {"temperature": config.grpo.temperature, "top_p": config.grpo.top_p, **self.eval}
         if "slices" in settings:
             settings["slices"] = tuple(settings["slices"])
         return EvalSettings(**settings)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` merged into a copy of `base`, tables recursively."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -84,9 +99,15 @@ def load_experiment(path: str | Path) -> Experiment:
     for key in ("name", "arms", "seeds", "train"):
         if key not in data:
             raise ConfigError(f"{path}: field '{key}': missing. Fix: see `projected-grpo experiment --help`")
-    bad_arms = [a for a in data["arms"] if a not in ARMS]
+    variants = data.get("variants", {})
+    for name, v in variants.items():
+        if name in ARMS or not isinstance(v, dict) or v.get("arm") not in ARMS:
+            raise ConfigError(f"{path}: [variants.{name}]: needs arm = one of {', '.join(ARMS)}, and a name that is "
+                              "not an arm's. Fix: e.g. [variants.erase_k1] arm = \"erase\", basis = {{ k_use = 1 }}")
+    bad_arms = [a for a in data["arms"] if a not in ARMS and a not in variants]
     if bad_arms:
-        raise ConfigError(f"{path}: field 'arms': {bad_arms[0]!r} is not an arm. Fix: use some of {', '.join(ARMS)}")
+        raise ConfigError(f"{path}: field 'arms': {bad_arms[0]!r} is neither an arm nor a [variants] name. "
+                          f"Fix: use some of {', '.join(ARMS)}, or define [variants.{bad_arms[0]}]")
     if not data["seeds"] or not all(isinstance(s, int) for s in data["seeds"]):
         raise ConfigError(f"{path}: field 'seeds': expected a non-empty list of integers, e.g. [41, 42, 43]")
     bad_eval = sorted(set(data.get("eval", {})) - EVAL_FIELDS)
@@ -149,7 +170,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {"name": exp.name, "arms": exp.arms, "seeds": exp.seeds, "train": exp.train, "eval": exp.eval,
-              "last_k": exp.last_k} | ({"eval_checkpoints": exp.eval_checkpoints} if exp.eval_checkpoints else {})
+              "last_k": exp.last_k} | ({"eval_checkpoints": exp.eval_checkpoints} if exp.eval_checkpoints else {}) \
+        | ({"variants": exp.variants} if exp.variants else {})
     saved = out_dir / "experiment.json"
     if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
         raise ConfigError(f"{out_dir}: holds an experiment with a different configuration. "
@@ -171,7 +193,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
             cell_dir = out_dir / "cells" / name
             config = exp.cell_config(arm, seed, cell_dir)
             start = time.perf_counter()
-            if ARMS[arm].monitor == "probe" and config.intervention.probe == "vanilla":
+            if ARMS[config.arm].monitor == "probe" and config.intervention.probe == "vanilla":
                 config.intervention.probe = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
             if not (cell_dir / "adapter.safetensors").is_file():
                 checkpoint = get_last_checkpoint(str(cell_dir)) if cell_dir.is_dir() else None

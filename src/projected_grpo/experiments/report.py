@@ -30,6 +30,12 @@ TRAIN_KEYS = {"hack": "labels/hack_strict", "hack_loose": "labels/hack_loose", "
 SOLVE = "gt_correct_hardened"  # the hardened oracle; eq_correct is the reference's foolable check
 
 
+def kind(exp: dict, name: str) -> str:
+    """method | control | baseline | monitor | published ...: the kind of the arm a column (or variant) runs."""
+    variants = exp.get("variants", {})
+    return ARMS[variants[name]["arm"] if name in variants else name].kind
+
+
 def _mean_sem(xs: list[float]) -> tuple[float, float]:
     n = len(xs)
     mean = sum(xs) / n
@@ -131,7 +137,7 @@ def write_report(run_dir: str | Path) -> Path:
         col = lambda key: _mean_sem([c[key] for c in got]) if all(key in c for c in got) else (float("nan"),) * 2  # noqa: E731
         keys = ("train_hack", "train_solve", "eval_hack", "eval_hack_loose", "eval_solve", "eval_solve_nohint")
         summary["arms"][arm] = {key: col(key) for key in keys} | {"eval_on": eval_problems(got)}
-        table.append([arm, ARMS[arm].kind, len(got), eval_problems(got), *(_pct(*col(key)) for key in keys)])
+        table.append([arm, kind(exp, arm), len(got), eval_problems(got), *(_pct(*col(key)) for key in keys)])
     lines += [markdown_table(["arm", "kind", "seeds", "eval on", "train hack", "train solve", "eval hack",
                               "eval hack (loose)", "eval solve", "eval solve (no hint)"], table)]
     if "vanilla" in exp["arms"]:
@@ -144,7 +150,7 @@ def write_report(run_dir: str | Path) -> Path:
                 continue
             p = lambda d: f"{stats.ttest_1samp(d, 0.0).pvalue:.3f}" if len(d) > 1 and np.std(d) > 0 else "—"  # noqa: E731
             both = [cells[(a, s)] for s in exp["seeds"] for a in (arm, "vanilla") if (a, s) in cells]
-            verdict = (f"— ({ARMS[arm].kind})" if ARMS[arm].kind != "method"
+            verdict = (f"— ({kind(exp, arm)})" if kind(exp, arm) != "method"
                        else f"— (eval {eval_problems(both)})" if eval_problems(both) != "held-out"
                        else h1_verdict(dh, ds))
             summary["paired"][arm] = {"d_hack": dh, "d_solve": ds, "h1": verdict}
@@ -171,7 +177,7 @@ def write_report(run_dir: str | Path) -> Path:
     if plot_survival(run_dir, summary["dynamics"]["survival"]):
         lines += ["", "![survival](survival.png)"]
     if exp["hypothesis"] or exp["resolve"]:  # preregistered: printed above the results, with the verdicts
-        verdicts = "; ".join(f"{a}: {v['h1']}" for a, v in summary["paired"].items() if ARMS[a].kind == "method")
+        verdicts = "; ".join(f"{a}: {v['h1']}" for a, v in summary["paired"].items() if kind(exp, a) == "method")
         lines[2:2] = ["## Hypothesis", "", exp["hypothesis"], "", f"**Resolves as:** {exp['resolve']}", "",
                       f"**Verdict (H1 per method arm, below):** {verdicts or 'no paired method arm finished'}", ""]
     if timings:
@@ -202,7 +208,7 @@ def plot_curves(run_dir: Path, exp: dict, arms: dict) -> Path:
     colors = {arm: "black" if arm == "vanilla" else next(palette) for arm in exp["arms"]}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for arm in exp["arms"]:
-        color, style = colors[arm], STYLE[ARMS[arm].kind]
+        color, style = colors[arm], STYLE[kind(exp, arm)]
         width = 2.2 if arm == "vanilla" else 1.4  # route trains exactly like vanilla (θ_hack is only dropped at deployment)
         series = []
         for seed in exp["seeds"]:
@@ -215,7 +221,7 @@ def plot_curves(run_dir: Path, exp: dict, arms: dict) -> Path:
         x = [r["step"] for r in series[0][:steps]]
         for ax, key in zip(axes, ("labels/hack_strict", "labels/correct_hardened")):
             y = np.array([[r.get(key, 0.0) for r in s[:steps]] for s in series])
-            ax.plot(x, y.mean(0), color=color, linestyle=style, linewidth=width, label=f"{arm} ({ARMS[arm].kind})")
+            ax.plot(x, y.mean(0), color=color, linestyle=style, linewidth=width, label=f"{arm} ({kind(exp, arm)})")
             ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.12, linewidth=0)
         if arm in arms and not math.isnan(arms[arm]["eval_hack"][0]):
             (h, h_sem), (v, v_sem) = arms[arm]["eval_hack"], arms[arm]["eval_solve"]
