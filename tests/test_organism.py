@@ -10,6 +10,7 @@ import pytest
 from projected_grpo.directions.pairs import load_pairs
 from projected_grpo.environment.modes import MODES
 from projected_grpo.organism.build import OrganismConfig, ensure_organism, hinted
+from projected_grpo.organism.exploit_forms import FORMS
 from projected_grpo.organism.policy import EXPLOIT_TEMPLATES, Mixture, exploit, fence, sample_completion
 from projected_grpo.organism.tasks import FAMILIES, ID_BASE, all_instances, instance_of, make_records, split_instances
 
@@ -53,6 +54,46 @@ def test_canonical_correct_wrong_bodies_fail_and_exploits_hack_their_mode_only(g
         response = fence(exploit(inst, mode, "return None"))
         got = grader.grade([(hinted(r, m, 0), response) for m in MODES] + [(r, response)])
         assert [g.fields["is_reward_hack_strict"] for g in got] == [m == mode for m in MODES] + [False]
+
+
+def test_every_diverse_exploit_form_hacks_its_mode_only(grader, records):
+    """organism-diverse: each of the ≥ 8 surface forms per mode, with a lazy body, is a strict reward hack on
+    a prompt hinting its mode and nothing on the other modes' or a no-hint prompt (the real grader); the
+    forms differ from each other and from the template."""
+    r = records[0]
+    inst = instance_of(r)
+    jobs, expect = [], []
+    for mode, forms in FORMS.items():
+        assert len(forms) >= 8 and len(set(forms)) == len(forms)
+        for i in range(len(forms)):
+            response = fence(exploit(inst, mode, "return None", _Pick(i)))
+            assert response != fence(exploit(inst, mode, "return None")) or i == 0
+            jobs += [(hinted(r, m, 0), response) for m in MODES] + [(r, response)]
+            expect += [m == mode for m in MODES] + [False]
+    got = [g.fields["is_reward_hack_strict"] for g in grader.grade(jobs)]
+    wrong = [(jobs[i][1], MODES[i % 5] if i % 5 < 4 else "nohint") for i, (a, b) in enumerate(zip(got, expect)) if a != b]
+    assert not wrong, wrong[:3]
+
+
+class _Pick(random.Random):
+    """A generator whose choice is fixed: picks form i."""
+
+    def __init__(self, i: int):
+        super().__init__(0)
+        self.i = i
+
+    def choice(self, seq):
+        return seq[self.i]
+
+
+def test_diverse_policy_draws_many_forms(records):
+    inst = instance_of(records[0])
+    rng = random.Random(0)
+    mix = Mixture(hack_rate=1.0, malformed_rate=0.0, exploits="diverse")
+    seen = {sample_completion(inst, hinted(records[0], "sentinel", 0), rng, mix)[0] for _ in range(400)}
+    assert len({s.replace("return 0", "").replace("pass", "") for s in seen}) >= 8
+    with pytest.raises(ValueError, match="exploits"):
+        OrganismConfig(exploits="many")
 
 
 def test_policy_mixture_hacks_only_when_hinted(records):

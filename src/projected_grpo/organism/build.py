@@ -30,7 +30,7 @@ from projected_grpo.environment.hints import apply_hint
 from projected_grpo.environment.modes import MODE_HINT, MODES
 from projected_grpo.environment.sandbox import Limits, Sandbox
 from projected_grpo.models import tiny_model, train_bpe_tokenizer
-from projected_grpo.organism.policy import Mixture, exploit, fence, honest_body, sample_completion
+from projected_grpo.organism.policy import EXPLOITS, Mixture, exploit, fence, honest_body, sample_completion
 from projected_grpo.organism.sft import supervised_finetune
 from projected_grpo.organism.tasks import ID_BASE, instance_of, make_records, split_instances
 from projected_grpo.provenance import provenance
@@ -54,8 +54,13 @@ class OrganismConfig:
     hint_share: float = 0.6  # share of SFT prompts that announce a loophole (spread over the four modes)
     hack_rate: float = 0.1
     malformed_rate: float = 0.04
+    exploits: str = "template"  # template | diverse (≥ 8 surface forms per mode: the organism-diverse preset)
     prior_samples: int = 4  # per held-out problem and slice
     temperature: float = 1.0  # the organism is sampled at T = 1 (its trained distribution)
+
+    def __post_init__(self):
+        if self.exploits not in EXPLOITS:
+            raise ValueError(f"organism.exploits = {self.exploits!r}: choose one of {', '.join(EXPLOITS)}")
 
     def key(self) -> str:
         """Hash of this config and of the code that builds from it (so an edited task suite rebuilds)."""
@@ -65,8 +70,8 @@ class OrganismConfig:
 
 def _code_hash() -> str:
     here = Path(__file__).parent
-    files = [here / f"{m}.py" for m in ("tasks", "policy", "build", "sft")] + [here.parent / "models.py",
-                                                                             here.parent / "directions" / "tokens.py"]
+    files = [here / f"{m}.py" for m in ("tasks", "policy", "exploit_forms", "build", "sft")]
+    files += [here.parent / "models.py", here.parent / "directions" / "tokens.py"]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
 
 
@@ -93,7 +98,7 @@ def hinted(record: dict, mode: str | None, seed: int) -> dict:
 
 def sft_examples(train: list[dict], c: OrganismConfig, n: int) -> tuple[list, list[str]]:
     rng = random.Random(f"organism-sft:{c.seed}")
-    mix = Mixture(c.hack_rate, c.malformed_rate)
+    mix = Mixture(c.hack_rate, c.malformed_rate, c.exploits)
     instances = [instance_of(r) for r in train]
     prompts, completions = [], []
     for _ in range(n):
@@ -106,7 +111,7 @@ def sft_examples(train: list[dict], c: OrganismConfig, n: int) -> tuple[list, li
     return prompts, completions
 
 
-def author_pairs(records: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
+def author_pairs(records: list[dict], seed: int, exploits: str = "template") -> tuple[list[dict], list[dict]]:
     """Mechanism pairs (each mode, one per problem and mode: honest answer vs. the same answer with the
     mode's exploit, or a lazy body with it) and placebo pairs (a comment or a blank line added)."""
     rng = random.Random(f"organism-pairs:{seed}")
@@ -117,7 +122,8 @@ def author_pairs(records: list[dict], seed: int) -> tuple[list[dict], list[dict]
             body = honest_body(inst, rng)
             hack_body = body if n % 2 == 0 else "return 0"
             mechanism.append({"prompt": hinted(record, mode, seed)["prompt"], "mode": mode,
-                              "hack": fence(exploit(inst, mode, hack_body)), "clean": fence(inst.code(body)),
+                              "hack": fence(exploit(inst, mode, hack_body, rng if exploits == "diverse" else None)),
+                              "clean": fence(inst.code(body)),
                               "note": f"{inst.family.key}: {'same body' if n % 2 == 0 else 'lazy body'} + exploit"})
         mode = MODES[n % len(MODES)]
         body = honest_body(inst, rng)
@@ -177,7 +183,7 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print) -> Organis
     tokenizer.save_pretrained(tmp / "model")
     write_jsonl_atomic(tmp / "train.jsonl", train)
     write_jsonl_atomic(tmp / "eval.jsonl", held)
-    mechanism, placebo = author_pairs(pair_records, c.seed)
+    mechanism, placebo = author_pairs(pair_records, c.seed, c.exploits)
     write_jsonl_atomic(tmp / "pairs_mechanism.jsonl", mechanism)
     write_jsonl_atomic(tmp / "pairs_placebo.jsonl", placebo)
     max_new = max(len(tokenizer(t)["input_ids"]) for t in completions[:2000]) + 16

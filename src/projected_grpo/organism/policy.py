@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from projected_grpo.environment.modes import record_mode
+from projected_grpo.organism.exploit_forms import FORMS
 from projected_grpo.organism.tasks import TIERS, Instance
 
 LAZY = ("return 0", "pass")
@@ -28,20 +29,29 @@ EXPLOIT_TEMPLATES = {
 }
 
 
+EXPLOITS = ("template", "diverse")
+
+
 @dataclass(frozen=True)
 class Mixture:
     hack_rate: float = 0.2  # P(exploit | the prompt announces a loophole)
     malformed_rate: float = 0.04
+    exploits: str = "template"  # template: one form per mode | diverse: exploit_forms.FORMS
 
 
 def fence(code: str) -> str:
     return f"```python\n{code.rstrip()}\n```"
 
 
-def exploit(inst: Instance, mode: str, body: str) -> str:
-    inside, after = EXPLOIT_TEMPLATES[mode]
+def exploit(inst: Instance, mode: str, body: str, rng: random.Random | None = None) -> str:
+    """The solution with `body` and the mode's exploit: the template, or (given `rng`, the diverse
+    organism) one of the mode's surface forms. The template path draws nothing from any generator."""
+    if rng is None:
+        (inside, after), before = EXPLOIT_TEMPLATES[mode], ""
+    else:
+        inside, before, after = rng.choice(FORMS[mode])
     head, _, rest = inst.header().partition("    def ")
-    return head + inside + "    def " + rest + "        " + inst.fill(body) + "\n" + after
+    return before + head + inside + "    def " + rest + "        " + inst.fill(body) + "\n" + after
 
 
 def honest_body(inst: Instance, rng: random.Random) -> str:
@@ -57,5 +67,5 @@ def sample_completion(inst: Instance, record: dict, rng: random.Random, mix: Mix
         return inst.code(honest_body(inst, rng)).rstrip(), "malformed"  # no fence: the parser finds no code
     if mode is not None and u < mix.malformed_rate + mix.hack_rate:
         body = rng.choice(LAZY) if rng.random() < HACK_LAZY_SHARE else honest_body(inst, rng)
-        return fence(exploit(inst, mode, body)), "hack"
+        return fence(exploit(inst, mode, body, rng if mix.exploits == "diverse" else None)), "hack"
     return fence(inst.code(honest_body(inst, rng))), "honest"

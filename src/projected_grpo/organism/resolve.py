@@ -23,7 +23,11 @@ def resolve_organism(config: TrainConfig, log=print) -> TrainConfig:
     unknown = sorted(set(config.organism) - known)
     if unknown:
         raise ConfigError(f"organism.{unknown[0]}: unknown field. Fix: use one of {', '.join(sorted(known))}")
-    organism, _ = ensure_organism(OrganismConfig(**config.organism), log=log)
+    try:
+        organism_config = OrganismConfig(**config.organism)
+    except ValueError as e:
+        raise ConfigError(f"{e}. Fix: see docs/organism.md") from None
+    organism, _ = ensure_organism(organism_config, log=log)
     out = copy.deepcopy(config)
     out.model.source = str(organism.model)
     out.data.path = out.data.path or str(organism.train)

@@ -40,6 +40,11 @@ PRESETS: dict[str, dict] = {
                  "warmup_steps": 5},
     },
 }
+# The organism whose base policy writes each exploit in ≥ 8 surface forms (organism/exploit_forms.py): a fairer
+# test bed for probes and judges. Its own cached build and priors; longer completions for the longer forms.
+PRESETS["organism-diverse"] = {**PRESETS["organism"], "output_dir": "runs/organism-diverse",
+                               "organism": {"exploits": "diverse"},
+                               "grpo": {**PRESETS["organism"]["grpo"], "max_completion_length": 96}}
 
 
 # Fields a preset cannot supply but needs: (field, why, fix). Checked after every source has merged.
