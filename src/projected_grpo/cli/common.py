@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
+Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
 Timeout = Annotated[float, typer.Option(help="Per-run budget in seconds (SIGALRM and CPU); the reference used 3.")]
 AllowUnisolated = Annotated[bool, typer.Option(
     "--allow-unisolated", help="Grade even without network/filesystem isolation (rlimits only). Unsafe.")]
