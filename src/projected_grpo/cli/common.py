@@ -19,7 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a line is never cut or wrapped mid-path (pipes, logs)
 
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
 Timeout = Annotated[float, typer.Option(help="Per-run budget in seconds (SIGALRM and CPU); the reference used 3.")]

@@ -24,10 +24,12 @@ def train(
     from projected_grpo.errors import ConfigError
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.config import load_config
+    from projected_grpo.training.resume import RunFinished, check_output_dir
     from projected_grpo.training.run import train as run_training
 
     try:
         cfg = load_config(config, preset, set_ or [])
+        check_output_dir(cfg, resume)  # before the organism is built or a model loaded
     except ConfigError as e:
         fail(str(e))
     console.print(f"arm={cfg.arm} model={cfg.model.source} steps={cfg.steps} seed={cfg.seed} → {cfg.output_dir}")
@@ -35,6 +37,9 @@ def train(
         run_dir = run_training(resolve_organism(cfg, log=console.print), resume=resume)
     except ConfigError as e:
         fail(str(e))
+    except RunFinished as e:
+        console.print(str(e))
+        return
     console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
     _leave_distributed()
 

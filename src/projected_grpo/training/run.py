@@ -16,7 +16,6 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
@@ -37,6 +36,7 @@ from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, projection_gate
 from projected_grpo.training.data import training_records
 from projected_grpo.training.metrics import MetricsCallback
+from projected_grpo.training.resume import resume_point
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward
 from projected_grpo.training.trainer import ADAPTER_FILE, AdapterGRPOTrainer, QuietProgress, grpo_args
 
@@ -129,13 +129,9 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
 
 
 def train(config: TrainConfig, resume: bool = False, callbacks: tuple = (), progress_bar: bool = True) -> Path:
-    """Run (or continue) one training run; returns its directory."""
+    """Run (or continue) one training run; returns its directory. `resume`: see resume.resume_point."""
     run_dir = Path(config.output_dir)
-    checkpoint = get_last_checkpoint(str(run_dir)) if resume and run_dir.is_dir() else None
-    if resume and checkpoint is None:
-        raise ConfigError(f"--resume: no checkpoint in {run_dir}. Fix: run without --resume first")
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        raise ConfigError(f"output_dir: {run_dir} already holds a run. Fix: --resume it, or choose another output_dir")
+    checkpoint = resume_point(config, resume)  # a changed config or a finished run: refused before anything is written
     run = build_run(config, run_dir, progress_bar)
     for callback in callbacks:
         run.trainer.add_callback(callback)
