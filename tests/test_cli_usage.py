@@ -76,3 +76,112 @@ def test_train_output_dir_that_is_a_file_is_one_line(tmp_path):
     run = cli(*_train_args(target))
     assert run.returncode == 2 and "is not a directory" in run.stderr and "Traceback" not in run.stderr
     assert target.read_text() == "mine"
+
+
+# 2. bad input: one clear line, exit code 2, nothing written or lost
+
+
+def _one_error(run: subprocess.CompletedProcess, *needles: str) -> None:
+    assert run.returncode == 2, (run.returncode, run.stderr[-3000:])
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    errors = [x for x in run.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def graded_row():
+    from projected_grpo.environment.specimens import fence
+    from projected_grpo.training.data import authored_records
+
+    record = authored_records()[0]
+    return {**record, "response": fence(record["canonical_solution"])}
+
+
+def test_unreadable_input_files_are_one_line_and_write_nothing(tmp_path, graded_row):
+    line = json.dumps(graded_row)
+    cases = {
+        "utf16.jsonl": (line.encode("utf-16"), "UTF-16"),
+        "latin1.jsonl": ((line + "\n").encode() + b'{"response": "caf\xe9"}\n', "in_latin1.jsonl:2: not UTF-8"),
+        "surrogate.jsonl": ((line + "\n" + json.dumps({**graded_row, "response": "x\ud800"}) + "\n").encode(),
+                            "surrogate.jsonl:2: field 'response': a lone surrogate"),
+        "bad.jsonl": (b'{"response": "unterminated', "bad.jsonl:1: not valid JSON (Unterminated string starting at column 14)"),
+        "ctrl.jsonl": (b'{"response": "a\tb"}\n', "ctrl.jsonl:1: not valid JSON (Invalid control character at column 16)"),
+    }
+    for name, (data, needle) in cases.items():
+        name = "in_latin1.jsonl" if name == "latin1.jsonl" else name
+        src, out = tmp_path / name, tmp_path / f"out_{name}"
+        src.write_bytes(data)
+        _one_error(cli("grade", src, "-o", out), needle)
+        assert not out.exists() and not Path(f"{out}.meta.json").exists()
+    folder = tmp_path / "a_dir"
+    folder.mkdir()
+    _one_error(cli("grade", folder, "-o", tmp_path / "o.jsonl"), "is a directory, not a file")
+    _one_error(cli("train", folder), "is a directory")
+
+
+def test_bad_output_paths_are_refused_before_any_grading(tmp_path, graded_row):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(graded_row) + "\n")
+    before = src.read_bytes()
+    _one_error(cli("grade", src, "-o", tmp_path), "is a directory")
+    _one_error(cli("grade", src, "-o", src), "is also the input")
+    _one_error(cli("grade", src, "-o", src, "--force"), "is also the input")
+    assert src.read_bytes() == before
+    taken = tmp_path / "taken.jsonl"
+    taken.write_text("mine\n")
+    _one_error(cli("grade", src, "-o", taken), "exists", "--force")
+    _one_error(cli("data", "make", src, "-o", taken, "--hint", "nohint"), "exists", "--force")
+    assert taken.read_text() == "mine\n"
+    made = cli("data", "make", src, "-o", taken, "--hint", "nohint", "--force")
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert json.loads(taken.read_text())["id"] == graded_row["id"]
+
+
+def test_extract_options_are_checked_before_a_model_loads(tmp_path):
+    env = {"PROJECTED_GRPO_CACHE": str(tmp_path / "cache")}
+    _one_error(cli("extract", "--model", "tiny-qwen3", "--space", "bogus", env=env), "--space 'bogus'", "gradient, activation")
+    _one_error(cli("extract", "--model", "tiny-qwen3", "--holdout", "1.5", env=env), "holdout = 1.5", "[0, 1)")
+    _one_error(cli("extract", "--model", "tiny-qwen3", "--modes", "bogus", env=env), "'bogus'", "run_tests", "sentinel")
+    _one_error(cli("extract", "--model", str(tmp_path / "no_model"), env=env), "--model", "cannot load it")
+    _one_error(cli("extract", "--model", "organism", "--global-floor", "2", env=env), "global_floor")
+    assert not (tmp_path / "cache").exists()  # nothing built, extracted or cached
+    assert "organism" in cli("extract", "--help", env={"COLUMNS": "200"}).stdout
+
+
+# 3. nonsense options are refused before any work
+
+
+def test_nonsense_options_are_refused_before_work(tiny_run, tmp_path, graded_row):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(graded_row) + "\n")
+    for bad in ("-1", "0"):
+        run = cli("grade", src, "-o", tmp_path / "o.jsonl", "--timeout", bad)
+        assert run.returncode == 2 and "must be > 0" in run.stderr and "Traceback" not in run.stderr
+        assert not (tmp_path / "o.jsonl").exists()
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    (run_dir / "eval" / "final").mkdir(parents=True)
+    (run_dir / "eval" / "final" / "summary.json").write_text('{"mine": 1}')
+    before = snapshot(run_dir)
+    for args, needle in ((["--problems", "0"], "--problems 0"), (["--problems", "-2"], "--problems -2"),
+                         (["--temperature", "-1"], "--temperature -1"), (["--top-p", "1.5"], "--top-p 1.5"),
+                         (["--slices", "nohint,bogus"], "unknown slice 'bogus'")):
+        _one_error(cli("eval", run_dir, *args, env=tiny_run[1]), needle)
+    assert snapshot(run_dir) == before
+
+
+# 5. output files follow the umask
+
+
+def test_written_files_follow_the_umask(tmp_path, graded_row):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(graded_row) + "\n")
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"out{umask:o}.jsonl"
+        run = subprocess.run([sys.executable, "-c", f"import os, sys; os.umask({umask}); from projected_grpo.cli import main; "
+                              f"sys.argv = ['projected-grpo', 'data', 'make', {str(src)!r}, '-o', {str(out)!r}, "
+                              "'--hint', 'nohint']; main()"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert out.stat().st_mode & 0o777 == mode

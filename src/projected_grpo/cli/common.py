@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,14 +23,39 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)  # a line is never cut or wrapped mid-path (pipes, logs)
 
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
-Timeout = Annotated[float, typer.Option(help="Per-run budget in seconds (SIGALRM and CPU); the reference used 3.")]
+def positive(value: float | None) -> float | None:
+    """Option callback: a budget, rate or count that must be above zero (checked while parsing, before any work)."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} must be > 0")
+    return value
+
+
+Timeout = Annotated[float, typer.Option(callback=positive,
+                                        help="Per-run budget in seconds (SIGALRM and CPU); the reference used 3.")]
 AllowUnisolated = Annotated[bool, typer.Option(
     "--allow-unisolated", help="Grade even without network/filesystem isolation (rlimits only). Unsafe.")]
+
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
 
 
 def fail(message: str) -> None:
     typer.secho(f"error: {message}", err=True, fg="red")
     raise typer.Exit(2)
+
+
+def check_output(output: Path, force: bool, *inputs: Path | None) -> None:
+    """Before any work: the output file is writable, is not an input, and replaces nothing unless --force."""
+    if output.is_dir():
+        fail(f"{output}: is a directory. Fix: pass a file path for the output")
+    for source in inputs:
+        if source is not None and source.exists() and output.exists() and output.samefile(source):
+            fail(f"{output}: is also the input. Fix: write the output to another file")
+    if output.exists() and not force:
+        fail(f"{output}: exists. Fix: pass --force to overwrite it, or choose another output path")
+    parent = next((p for p in (output.absolute().parent, *output.absolute().parents) if p.exists()), None)
+    if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)):
+        fail(f"{output}: cannot create it ({parent} is not a writable directory). Fix: choose another output path")
 
 
 def open_sandbox(workers: int | None, timeout: float, allow_unisolated: bool) -> Sandbox:

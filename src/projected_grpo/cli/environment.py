@@ -11,7 +11,18 @@ import typer
 from rich.table import Table
 
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
-from projected_grpo.cli.common import AllowUnisolated, Timeout, Workers, app, console, fail, graded, open_sandbox
+from projected_grpo.cli.common import (
+    AllowUnisolated,
+    Force,
+    Timeout,
+    Workers,
+    app,
+    check_output,
+    console,
+    fail,
+    graded,
+    open_sandbox,
+)
 from projected_grpo.environment.dataset import (
     DatasetError,
     default_benchmark_path,
@@ -48,11 +59,13 @@ def grade(
     workers: Workers = None,
     timeout: Timeout = 3.0,
     allow_unisolated: AllowUnisolated = False,
+    force: Force = False,
 ) -> None:
     """Grade responses: the reference's five sandboxed runs and labels, the hardened oracle, loophole modes.
 
     Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit.
     """
+    check_output(output, force, input)
     try:
         rows = []
         for n, obj in read_jsonl(input):
@@ -86,10 +99,12 @@ def data_make(
     modes: Annotated[Optional[str], typer.Option(
         help=f"Comma-separated loophole modes ({', '.join(MODES)}): each problem gets one, by a seeded partition.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the mode partition and the random test-function names.")] = 0,
+    force: Force = False,
 ) -> None:
     """Write a hinted dataset (one hint on every problem) or a multi-mode dataset (`--modes`)."""
     if (hint is None) == (modes is None):
         fail("pass exactly one of --hint NAME or --modes m1,m2,...")
+    check_output(output, force, input)
     try:
         records = load_records(input)
         if hint is not None:

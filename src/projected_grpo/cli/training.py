@@ -73,9 +73,9 @@ def eval_(
     from projected_grpo.errors import ConfigError
     from projected_grpo.training.evaluate import RATES, EvalSettings, evaluate
 
-    settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",")), problems,
-                            max_new_tokens, temperature, top_p)
     try:
+        settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",") if x.strip()), problems,
+                                max_new_tokens, temperature, top_p)
         summary = evaluate(run_dir, settings)
     except ConfigError as e:
         fail(str(e))

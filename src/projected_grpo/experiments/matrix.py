@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from projected_grpo.atomic import write_json_atomic
-from projected_grpo.errors import ConfigError
+from projected_grpo.errors import ConfigError, read_user_text
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, load_config
@@ -68,10 +68,9 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file: every cell's config is checked before anything runs."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such experiment file")
+    text = read_user_text(path, "experiment file")
     try:
-        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot parse ({e})") from None
     known = {f.name for f in dataclasses.fields(Experiment)} - {"source"}

@@ -29,6 +29,7 @@ from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, _merge_into
 from projected_grpo.training.data import problem_records
 
+SLICES = ("nohint", "loophole")
 RATES = ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened", "exploited")
 
 
@@ -76,6 +77,21 @@ class EvalSettings:
     top_p: float = 0.95
     batch_size: int = 16
     seed: int = 0
+
+    def __post_init__(self):  # every setting checked before a model is loaded (CLI option names in the messages)
+        checks = (("--n-samples", self.n_samples, self.n_samples >= 1, ">= 1"),
+                  ("--problems", self.n_problems, self.n_problems is None or self.n_problems >= 1, ">= 1 (omit it for all)"),
+                  ("--max-new-tokens", self.max_new_tokens, self.max_new_tokens is None or self.max_new_tokens >= 1, ">= 1"),
+                  ("--temperature", self.temperature, self.temperature > 0, "> 0 (sampling)"),
+                  ("--top-p", self.top_p, 0 < self.top_p <= 1, "in (0, 1]"),
+                  ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"))
+        for option, value, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{option} {value}: must be {rule}")
+        unknown = [x for x in self.slices if x not in SLICES]
+        if unknown or not self.slices:
+            raise ConfigError(f"--slices {','.join(self.slices)}: "
+                              f"{'unknown slice ' + repr(unknown[0]) if unknown else 'empty'}. Fix: choose from {', '.join(SLICES)}")
 
 
 def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[dict], bool]:
@@ -134,8 +150,6 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
         elif name == "loophole":
             slices[name] = (make_multimode(records, tuple(config.data.modes), config.data.seed) if config.data.modes
                             else make_hinted(records, config.data.hint, config.data.seed))
-        else:
-            raise ConfigError(f"slice {name!r}: choose nohint or loophole")
     settings_for_quarantine = ("kept", "ablated") if arm.mode == "route" else ("kept",)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
