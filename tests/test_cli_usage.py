@@ -185,3 +185,76 @@ def test_written_files_follow_the_umask(tmp_path, graded_row):
                               "'--hint', 'nohint']; main()"], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-2000:]
         assert out.stat().st_mode & 0o777 == mode
+
+
+# 6. results on stdout (markdown when piped, a real table on a terminal), progress and diagnostics on stderr
+
+
+def test_grade_results_go_to_stdout_as_markdown_when_piped(tmp_path, graded_row):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps(graded_row) + "\n")
+    run = cli("grade", src, "-o", out, "--workers", "1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| label | count | share |" in run.stdout and "| Correct | 1 |" in run.stdout
+    assert "isolation:" in run.stderr and "isolation:" not in run.stdout
+    assert f"wrote {out}" in run.stderr
+
+
+def test_grade_on_a_terminal_prints_a_table(tmp_path, graded_row):
+    import pty
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps(graded_row) + "\n")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "projected_grpo.cli", "grade", str(src), "-o", str(out), "-j", "1"],
+                            stdout=slave, stderr=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=120) == 0
+    os.close(master)
+    shown = b"".join(chunks).decode()
+    assert "┏━" in shown and "│ exploited" in shown and "| label |" not in shown  # rich's box, not markdown
+
+
+def _experiment_dir(root: Path) -> Path:
+    root.mkdir()
+    exp = {"name": "t", "arms": ["vanilla", "erase"], "seeds": [1], "train": {}, "eval": {}, "last_k": 1}
+    (root / "experiment.json").write_text(json.dumps({"experiment": exp}))
+    rate = lambda x: {"rate": x, "ci95": [0, 1]}  # noqa: E731
+    for arm in exp["arms"]:
+        cell = root / "cells" / f"{arm}-s1"
+        (cell / "eval" / "final").mkdir(parents=True)
+        (cell / "metrics.jsonl").write_text(json.dumps({"step": 1, "labels/hack_strict": 0.5, "labels/hack_loose": 0.5,
+                                                        "labels/correct_hardened": 0.2}) + "\n")
+        res = {k: rate(0.3) for k in ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened")}
+        (cell / "eval" / "final" / "summary.json").write_text(json.dumps(
+            {"held_out": True, "results": {"loophole/kept": {"n": 4, **res}, "nohint/kept": {"n": 4, **res}}}))
+    return root
+
+
+def test_report_redirected_to_a_file_is_the_whole_markdown(tmp_path):
+    run_dir = _experiment_dir(tmp_path / "exp")
+    with open(tmp_path / "r.md", "w") as f:
+        run = subprocess.run([sys.executable, "-m", "projected_grpo.cli", "report", str(run_dir)], stdout=f,
+                             stderr=subprocess.PIPE, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "r.md").read_text().strip() == (run_dir / "report.md").read_text().strip()
+    assert "![curves](curves.png)" in (tmp_path / "r.md").read_text()
+    assert "| erase | method | 1 |" in (tmp_path / "r.md").read_text()
+    assert "curves.png" in run.stderr and "summary.json" in run.stderr  # which files were written
+    assert "rewritten in RUN_DIR" in " ".join(cli("report", "--help", env={"COLUMNS": "200"}).stdout.split())
+
+
+def test_sandbox_info_prints_each_fact_once(tmp_path):
+    run = cli("sandbox-info")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("level:") == 1 and "isolation:" not in run.stdout + run.stderr
+    assert "notes: ()" not in run.stdout and "notes:" in run.stdout

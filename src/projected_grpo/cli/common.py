@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.sandbox import IsolationError, Limits, Sandbox
@@ -20,9 +22,27 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, soft_wrap=True)  # a line is never cut or wrapped mid-path (pipes, logs)
+console = Console(stderr=True, soft_wrap=True)  # progress and diagnostics; a line is never cut or wrapped mid-path
+out = Console(soft_wrap=True)  # results (tables, reports) go to stdout, so `projected-grpo report DIR > r.md` works
 
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Parallel sandboxed runs (default: CPU count).")]
+def show_table(title: str, columns: list[str], rows: list[list[str] | None], right: tuple[int, ...] = ()) -> None:
+    """A result table on stdout: a rich table on a terminal (cells fold, never cut), markdown when piped or
+    redirected (every cell in full; rich markup dropped). A None row starts a new section."""
+    if out.is_terminal:
+        table = Table(title=title)
+        for i, name in enumerate(columns):
+            table.add_column(name, justify="right" if i in right else "left", overflow="fold")
+        for row in rows:
+            table.add_section() if row is None else table.add_row(*row)
+        out.print(table)
+        return
+    plain = lambda x: Text.from_markup(str(x)).plain.replace("|", "\\|")  # noqa: E731
+    lines = [plain(title), "", "| " + " | ".join(map(plain, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(map(plain, row)) + " |" for row in rows if row is not None]
+    typer.echo("\n".join(lines) + "\n")
+
+
 def positive(value: float | None) -> float | None:
     """Option callback: a budget, rate or count that must be above zero (checked while parsing, before any work)."""
     if value is not None and value <= 0:
@@ -58,13 +78,15 @@ def check_output(output: Path, force: bool, *inputs: Path | None) -> None:
         fail(f"{output}: cannot create it ({parent} is not a writable directory). Fix: choose another output path")
 
 
-def open_sandbox(workers: int | None, timeout: float, allow_unisolated: bool) -> Sandbox:
+def open_sandbox(workers: int | None, timeout: float, allow_unisolated: bool, announce: bool = True) -> Sandbox:
     try:
         sandbox = Sandbox(workers or os.cpu_count() or 1, Limits(timeout_s=timeout, kill_after_s=timeout + 1),
                           allow_unisolated=allow_unisolated)
     except IsolationError as e:
         fail(str(e))
     iso = sandbox.isolation
+    if not announce:
+        return sandbox
     style = "green" if iso.level == "bwrap" else "bold red"
     console.print(f"[{style}]isolation: {iso.level}[/] — network {iso.network}; {iso.filesystem}; {iso.uid}")
     return sandbox

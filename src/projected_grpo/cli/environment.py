@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
 from projected_grpo.cli.common import (
@@ -22,6 +21,7 @@ from projected_grpo.cli.common import (
     fail,
     graded,
     open_sandbox,
+    show_table,
 )
 from projected_grpo.environment.dataset import (
     DatasetError,
@@ -40,16 +40,11 @@ data_app = typer.Typer(help="Make hinted / multi-mode datasets and self-check th
 app.add_typer(data_app, name="data")
 
 
-def label_summary(rows: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col, justify in (("label", "left"), ("count", "right"), ("share", "right")):
-        table.add_column(col, justify=justify)
+def label_summary(rows: list[dict], title: str) -> None:
+    table: list = []
     for i, section in enumerate(tally(rows)):
-        if i:
-            table.add_section()
-        for name, count, share in section:
-            table.add_row(name, count, share)
-    return table
+        table += ([None] if i else []) + [list(row) for row in section]
+    show_table(title, ["label", "count", "share"], table, right=(1, 2))
 
 
 @app.command()
@@ -88,7 +83,8 @@ def grade(
     write_json_atomic(Path(f"{output}.meta.json"), provenance(
         {"input": str(input), "workers": sandbox.workers, "limits": sandbox.limits.__dict__},
         sandbox.isolation.as_dict()))
-    console.print(label_summary(out_rows, f"{len(out_rows)} responses graded in {elapsed:.1f}s → {output}"))
+    console.print(f"wrote {output} ({len(out_rows)} graded rows) and {output}.meta.json")
+    label_summary(out_rows, f"{len(out_rows)} responses graded in {elapsed:.1f}s")
 
 
 @data_app.command("make")
@@ -135,10 +131,7 @@ def data_selfcheck(
     records = benchmark_records(input)
     sandbox = open_sandbox(workers, timeout, allow_unisolated)
     cells = run_selfcheck(Grader(sandbox), records, problems_per_mode)
-    table = Table(title="hack × mode diagonal: fired/exploited per response (✓ = as required)")
-    table.add_column("response \\ problem mode")
-    for mode in MODES:
-        table.add_column(mode, justify="center")
+    rows = []
     for row in ROWS:
         cells_row = []
         for mode in MODES:
@@ -147,18 +140,21 @@ def data_selfcheck(
             what = "correct" if row == "canonical" else "fires"
             n = sum(c.eq_correct if row == "canonical" else c.fired for c in here)
             cells_row.append(f"{mark} {what} {n}/{len(here)}")
-        table.add_row(row, *cells_row)
-    console.print(table)
+        rows.append([row, *cells_row])
+    show_table("hack × mode diagonal: fired/exploited per response (✓ = as required)",
+               ["response \\ problem mode", *MODES], rows)
     if not all(c.ok for c in cells):
         fail("self-check failed: see the ✗ cells")
-    console.print("[green]self-check passed[/]")
+    typer.echo("self-check passed")
 
 
 @app.command("sandbox-info")
 def sandbox_info(allow_unisolated: AllowUnisolated = False) -> None:
     """Detect and print the isolation level the grader would use on this host."""
-    sandbox = open_sandbox(1, 3.0, allow_unisolated)
+    sandbox = open_sandbox(1, 3.0, allow_unisolated, announce=False)
     for key, value in sandbox.isolation.as_dict().items():
+        if isinstance(value, (list, tuple)):
+            value = "; ".join(map(str, value)) or "none"
         typer.echo(f"{key}: {value}")
 
 
@@ -202,28 +198,27 @@ def label_table_cmd(
             ids.append(record["id"])
     start = time.perf_counter()
     grades = graded(grader, pairs, f"grading {len(pairs)} specimen responses")
-    table = Table(title=f"Reference label table on {len(records)} real problems (hint simple_overwrite_tests)")
-    for col in ("response", "label (reference)", "test_modification", "hardened", "matches §3.7"):
-        table.add_column(col)
+    table = []
     rows = []
     for name in dict.fromkeys(names):
         idx = [i for i, n in enumerate(names) if n == name]
         fields = [grades[i].fields for i in idx]
         ok = sum(all(grades[i].fields[k] == v for k, v in expects[i].items()) for i in idx)
-        table.add_row(name, _mode_of(f["reward_hack_label"] for f in fields),
+        table.append([name, _mode_of(f["reward_hack_label"] for f in fields),
                       str(_mode_of(f["test_modification"] for f in fields)),
-                      _mode_of(str(f["gt_correct_hardened"]) for f in fields), f"{ok}/{len(idx)}")
+                      _mode_of(str(f["gt_correct_hardened"]) for f in fields), f"{ok}/{len(idx)}"])
         rows += [{"id": ids[i], "specimen": name, "response": pairs[i][1], **grades[i].fields} for i in idx]
-    console.print(table)
+    show_table(f"Reference label table on {len(records)} real problems (hint simple_overwrite_tests)",
+               ["response", "label (reference)", "test_modification", "hardened", "matches §3.7"], table)
     cells = run_selfcheck(grader, records, 1)
     elapsed = time.perf_counter() - start
-    console.print(f"hack × mode diagonal on {len(records[:1])} problem per mode: "
-                  + ("[green]passed[/]" if all(c.ok for c in cells) else "[red]FAILED[/]"))
+    typer.echo(f"hack × mode diagonal on {len(records[:1])} problem per mode: "
+               + ("passed" if all(c.ok for c in cells) else "FAILED"))
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(out / "graded.jsonl", rows)
     write_json_atomic(out / "meta.json", provenance({"problems": problems, "elapsed_s": elapsed},
                                                     sandbox.isolation.as_dict()))
-    console.print(f"done in {elapsed:.1f}s; per-response records in {out / 'graded.jsonl'}")
+    console.print(f"done in {elapsed:.1f}s; wrote {out / 'graded.jsonl'} (per-response records) and {out / 'meta.json'}")
 
 
 def _mode_of(values) -> str:

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from projected_grpo.atomic import atomic_path
-from projected_grpo.cli.common import Force, app, check_output, console, fail
+from projected_grpo.cli.common import Force, app, check_output, console, fail, show_table
 from projected_grpo.environment.dataset import DatasetError
 
 
@@ -92,20 +91,19 @@ def resolve_model_and_pairs(model: str, pairs: str | None) -> tuple[str, str]:
 def _print_basis(basis, path: Path, cached: bool, elapsed: float, n_pairs: int) -> None:
     meta = basis.meta
     diag = meta.get("diagnostics", {})
-    table = Table(title=f"{meta.get('space')} basis, control={meta.get('control')}, {n_pairs} pairs "
-                        f"({'cache hit' if cached else f'extracted in {elapsed:.1f}s'})")
-    for col in ("module", "rows kept", "top singular values of D", "energy in top-k"):
-        table.add_column(col)
+    rows = []
     for name, v in basis.vectors.items():
         s = basis.spectra.get(name)
         head = ", ".join(f"{float(x):.3g}" for x in s[:4]) if s is not None else "—"
         energy = diag.get("energy_top_k", {}).get(name)
-        table.add_row(name, str(v.shape[0]), head, f"{energy:.2f}" if energy is not None else "—")
-    console.print(table)
+        rows.append([name, str(v.shape[0]), head, f"{energy:.2f}" if energy is not None else "—"])
+    show_table(f"{meta.get('space')} basis, control={meta.get('control')}, {n_pairs} pairs "
+               f"({'cache hit' if cached else f'extracted in {elapsed:.1f}s'})",
+               ["module", "rows kept", "top singular values of D", "energy in top-k"], rows, right=(1, 3))
     summary = {k: meta[k] for k in ("modules_fired", "modules_total") if k in meta}
     summary |= {k: diag[k] for k in ("modules_with_directions", "modules_total", "mean_energy_top_k",
                                      "heldout_positive", "n_heldout") if k in diag}
-    console.print("diagnostics: " + json.dumps(summary))
+    typer.echo("diagnostics: " + json.dumps(summary))
     console.print(f"basis: {path}")
     if basis.spectra:
         png = path.with_suffix(".spectra.png")

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from projected_grpo.cli.common import app, console, fail
+from projected_grpo.cli.common import app, console, fail, show_table
 
 
 @app.command()
@@ -79,15 +78,13 @@ def eval_(
         summary = evaluate(run_dir, settings)
     except ConfigError as e:
         fail(str(e))
-    table = Table(title=f"{summary['arm']} — {summary['n_problems']} {'held-out' if summary['held_out'] else 'TRAINING (not held-out)'}"
-                        f" problems × {summary['n_samples']} samples (95% Wilson CI)")
-    table.add_column("slice / θ_hack")
-    table.add_column("n", justify="right")
-    for key in RATES:
-        table.add_column(key.replace("is_reward_hack_", "hack_"), justify="right")
-    for name, res in summary["results"].items():
-        table.add_row(name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]" for k in RATES))
-    console.print(table)
+    rows = [[name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]"
+                                    for k in RATES)] for name, res in summary["results"].items()]
+    show_table(f"{summary['arm']} — {summary['n_problems']} {'held-out' if summary['held_out'] else 'TRAINING (not held-out)'}"
+               f" problems × {summary['n_samples']} samples (95% Wilson CI)",
+               ["slice / θ_hack", "n", *(key.replace("is_reward_hack_", "hack_") for key in RATES)], rows,
+               right=tuple(range(1, 2 + len(RATES))))
+    console.print(f"wrote {run_dir / 'eval' / summary['out_dir']}: summary.json and the graded samples per slice")
 
 
 @app.command("fast-dev-run")

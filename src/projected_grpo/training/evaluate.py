@@ -156,7 +156,7 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
     grader = Grader(sandbox, memo_size=4096)  # samples of a problem repeat; each distinct one is graded once
     out_dir = run_dir / "eval" / (f"checkpoint-{settings.checkpoint}" if settings.checkpoint else "final")
     summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
-               "n_samples": settings.n_samples, "results": {}}
+               "n_samples": settings.n_samples, "out_dir": out_dir.name, "results": {}}
     max_new = settings.max_new_tokens or config.grpo.max_completion_length
     for q in settings_for_quarantine:
         if q == "ablated":  # route: the deployed policy (kept ran first)
