@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory):
                "--set", f'output_dir="{run_dir}"', env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (run_dir / "adapter.safetensors").is_file() and (run_dir / "checkpoint-2").is_dir()
-    return run_dir, env
+    return run_dir, env, done
 
 
 def _train_args(run_dir: Path, *extra: str) -> list[str]:
@@ -258,3 +258,31 @@ def test_sandbox_info_prints_each_fact_once(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("level:") == 1 and "isolation:" not in run.stdout + run.stderr
     assert "notes: ()" not in run.stdout and "notes:" in run.stdout
+
+
+# 7. a quiet console: our progress and results; the libraries' messages go to the run's train.log
+
+
+def test_train_console_is_ours_and_library_messages_go_to_the_log(tiny_run):
+    run_dir, _, done = tiny_run
+    console = done.stdout + done.stderr
+    assert "step 1/2" in done.stderr and "step 2/2" in done.stderr and done.stdout == ""
+    for noise in ("FutureWarning", "deprecated", "Loading weights", "PAD/BOS/EOS", "Running training", "share your model"):
+        assert noise not in console, noise
+    log = (run_dir / "train.log").read_text()
+    assert "transformers" in log and "Running training" in log  # kept, where a user debugging the run can read it
+    assert not (run_dir / "README.md").exists()  # no hub model card ("fine-tuned version of [None]")
+
+
+# 10. help and docs that match the program
+
+
+def test_train_help_lists_every_preset_and_the_files_a_run_writes(tiny_run):
+    from projected_grpo.training.presets import PRESETS
+
+    shown = " ".join(cli("train", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert all(name in shown for name in PRESETS) and "organism" in shown
+    for name in ("config.json", "metrics.jsonl", "metrics.csv", "rollouts.jsonl", "completions.jsonl",
+                 "adapter.safetensors", "train.log"):
+        assert name in shown, name
+        assert (tiny_run[0] / name).is_file(), name  # the help promises only what a run writes

@@ -10,16 +10,23 @@ from typing import Annotated, Optional
 import typer
 
 from projected_grpo.cli.common import app, console, fail, show_table
+from projected_grpo.training.presets import PRESETS
 
 
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(help="TOML or YAML run config (may name a `preset`).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="tiny | ariahw-qwen3-4b | smollm2-135m (applied before the file).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{' | '.join(PRESETS)} (applied before the file; organism: "
+                                                       "the CPU model organism, built on first use).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. --set arm=erase --set grpo.beta=0.001.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in output_dir from its last checkpoint.")] = False,
 ) -> None:
-    """GRPO with projection on TRL: one arm, one seed. Writes metrics.jsonl/.csv, completions.jsonl, checkpoints."""
+    """GRPO with projection on TRL: one arm, one seed.
+
+    Writes into output_dir: config.json, provenance.json, basis.safetensors, metrics.jsonl / metrics.csv (one row
+    per step), rollouts.jsonl (every rollout with its labels), completions.jsonl (one sampled rollout every
+    log_completion_every steps), checkpoint-N/ (every save_every steps) and adapter.safetensors (when finished);
+    train.log holds the libraries' own messages. `--resume` continues a killed run with the same config."""
     from projected_grpo.errors import ConfigError
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.config import load_config

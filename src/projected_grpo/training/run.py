@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import functools
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, projection_gate
 from projected_grpo.training.data import training_records
+from projected_grpo.training.liblog import library_log
 from projected_grpo.training.metrics import MetricsCallback
 from projected_grpo.training.resume import resume_point
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward
@@ -117,7 +119,7 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
             if config.data.mix > 0 else None)
     trainer = AdapterGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                                  processing_class=tokenizer, optimizers=(optimizer, None), adapters=adapters,
-                                 teacher_pool=pool, reward_fn=reward, step_writer=tqdm.write if progress_bar else None)
+                                 teacher_pool=pool, reward_fn=reward, step_writer=functools.partial(tqdm.write, file=sys.stderr) if progress_bar else None)
     trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed,
                                          trainer))
     if trainer.pop_callback(ProgressCallback) is not None and progress_bar:
@@ -132,6 +134,11 @@ def train(config: TrainConfig, resume: bool = False, callbacks: tuple = (), prog
     """Run (or continue) one training run; returns its directory. `resume`: see resume.resume_point."""
     run_dir = Path(config.output_dir)
     checkpoint = resume_point(config, resume)  # a changed config or a finished run: refused before anything is written
+    with library_log(run_dir / "train.log"):
+        return _train(config, run_dir, checkpoint, callbacks, progress_bar)
+
+
+def _train(config: TrainConfig, run_dir: Path, checkpoint: str | None, callbacks: tuple, progress_bar: bool) -> Path:
     run = build_run(config, run_dir, progress_bar)
     for callback in callbacks:
         run.trainer.add_callback(callback)
