@@ -286,3 +286,12 @@ def test_train_help_lists_every_preset_and_the_files_a_run_writes(tiny_run):
                  "adapter.safetensors", "train.log"):
         assert name in shown, name
         assert (tiny_run[0] / name).is_file(), name  # the help promises only what a run writes
+
+
+def test_held_out_plot_labels_of_coinciding_arms_do_not_overlap():
+    from projected_grpo.experiments.report import label_offsets
+
+    # the demo's held-out panel: random sits on vanilla; erase and the no-loophole baseline are far away
+    offsets = label_offsets([(0.10, 0.60), (0.30, 0.05), (0.11, 0.61), (0.29, 0.04), (0.5, 0.5)])
+    assert abs(offsets[2][1] - offsets[0][1]) >= 9 and abs(offsets[3][1] - offsets[1][1]) >= 9  # one text line apart
+    assert offsets[0] == offsets[1] == offsets[4]  # a label with room keeps the usual place
