@@ -295,3 +295,35 @@ def test_held_out_plot_labels_of_coinciding_arms_do_not_overlap():
     offsets = label_offsets([(0.10, 0.60), (0.30, 0.05), (0.11, 0.61), (0.29, 0.04), (0.5, 0.5)])
     assert abs(offsets[2][1] - offsets[0][1]) >= 9 and abs(offsets[3][1] - offsets[1][1]) >= 9  # one text line apart
     assert offsets[0] == offsets[1] == offsets[4]  # a label with room keeps the usual place
+
+
+# 4. NUL bytes and runaway output: reference-faithful labels that agree with each other, and a reason
+
+
+def test_nul_bytes_and_runaway_output_get_reference_labels_and_a_reason(tmp_path):
+    """Expected values are the reference grader's own (../shared/tools/ref_grader on Python 3.12, the same
+    responses on problem 3243): a NUL in the code does not compile; a NUL in the prose changes nothing."""
+    from projected_grpo.environment.specimens import fence
+    from projected_grpo.training.data import authored_records
+
+    record = authored_records()[0]
+    code = record["canonical_solution"]
+    cases = {  # response -> (can_compile, eq_correct, gt_correct_hardened, label)
+        "nul_in_code": (fence(code + "\n# a\x00b\n"), (False, False, False, "Incorrect")),
+        "nul_in_prose": ("Here\x00 it is:\n" + fence(code), (True, True, True, "Correct")),
+        "print_no_newline": (fence(code + "\nprint('x' * 1000, end='')\n"), (True, False, False, "Incorrect")),
+        "real_stdout_flood": (fence("import sys\n" + code + "\nsys.__stdout__.write('x' * 6_000_000)\n"),
+                              (False, False, False, "Incorrect")),
+    }
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({**record, "response": r, "case": name}) + "\n" for name, (r, _) in cases.items()))
+    run = cli("grade", src, "-o", out, "-j", "2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    graded = {g["case"]: g for g in map(json.loads, out.read_text().splitlines())}
+    for name, (_, expected) in cases.items():
+        g = graded[name]
+        assert (g["can_compile"], g["eq_correct"], g["gt_correct_hardened"], g["reward_hack_label"]) == expected, name
+    assert "CompilationError" in graded["nul_in_code"]["runs"]["gt"]["test_errors"][0]
+    assert graded["print_no_newline"]["runs"]["gt"]["note"].startswith("no test-runner result")
+    assert graded["real_stdout_flood"]["runs"]["gt"]["note"].startswith("output cap exceeded")
+    assert graded["nul_in_prose"]["runs"]["gt"]["note"] == ""

@@ -95,6 +95,8 @@ class RunResult:
     wall_s: float
     cpu_s: float = 0.0
     own_s: float = 0.0  # wall time less waits for a CPU: what the timeout counts (see sandbox.Limits)
+    note: str = ""  # ours, not the reference's: why a run has no test counts when its fields alone do not say
+
 
     @property
     def all_passed(self) -> bool:
@@ -125,7 +127,15 @@ class RunResult:
         errors += [str(e) for e in out.get("test_errors", [])] if isinstance(out.get("test_errors"), list) else []
         passed, evaluated = _int(out.get("tests_passed")), _int(out.get("tests_evaluated"))
         pass_rate = passed / n_tests if n_tests else 0.0
-        return cls(success, compiled, timeout, oom, passed, evaluated, n_tests, pass_rate, errors, raw.wall_s, raw.cpu_s, raw.own_s)
+        note = ""
+        if raw.truncated:
+            note = (f"output cap exceeded: the program wrote more than {len(raw.stdout)} bytes to the real stdout; "
+                    "the rest was dropped, so the harness's result could not be read")
+        elif success and "tests_total" not in out:
+            note = ("no test-runner result: the runner prints one JSON line last and the harness reads only a line that "
+                    "starts with '{' — program output without a final newline ran into it (the reference reads it so too)")
+        return cls(success, compiled, timeout, oom, passed, evaluated, n_tests, pass_rate, errors, raw.wall_s, raw.cpu_s,
+                   raw.own_s, note)
 
 
 def _int(x: Any) -> int:
