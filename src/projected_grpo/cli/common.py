@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -43,15 +45,16 @@ def show_table(title: str, columns: list[str], rows: list[list[str] | None], rig
     typer.echo("\n".join(lines) + "\n")
 
 
-def positive(value: float | None) -> float | None:
-    """Option callback: a budget, rate or count that must be above zero (checked while parsing, before any work)."""
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value} must be > 0")
+def whole_seconds(value: float) -> float:
+    """Option callback (checked while parsing, before any work): the sandbox counts whole seconds >= 1,
+    as the reference's RLIMIT_CPU does."""
+    if not (float(value).is_integer() and value >= 1):
+        raise typer.BadParameter(f"{value} is not a whole number of seconds >= 1 (the reference used 3)")
     return value
 
 
-Timeout = Annotated[float, typer.Option(callback=positive,
-                                        help="Per-run budget in seconds (SIGALRM and CPU); the reference used 3.")]
+Timeout = Annotated[float, typer.Option(callback=whole_seconds,
+                                        help="Per-run budget in whole seconds (SIGALRM and CPU); the reference used 3.")]
 AllowUnisolated = Annotated[bool, typer.Option(
     "--allow-unisolated", help="Grade even without network/filesystem isolation (rlimits only). Unsafe.")]
 
@@ -92,11 +95,18 @@ def open_sandbox(workers: int | None, timeout: float, allow_unisolated: bool, an
     return sandbox
 
 
-def graded(grader: Grader, pairs: list, what: str) -> list:
+@contextlib.contextmanager
+def progress_bar(what: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A bar with count, elapsed time and ETA on stderr; yields `update(done, total)`."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
-        task = bar.add_task(what, total=len(pairs))
-        return grader.grade(pairs, progress=lambda done, total: bar.update(task, completed=done))
+                  TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def graded(grader: Grader, pairs: list, what: str) -> list:
+    with progress_bar(what, len(pairs)) as advance:
+        return grader.grade(pairs, progress=advance)
 
 
 def quiet_libraries() -> None:

@@ -21,6 +21,7 @@ from projected_grpo.cli.common import (
     fail,
     graded,
     open_sandbox,
+    progress_bar,
     show_table,
 )
 from projected_grpo.environment.dataset import (
@@ -55,12 +56,19 @@ def grade(
     timeout: Timeout = 3.0,
     allow_unisolated: AllowUnisolated = False,
     force: Force = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUTPUT.partial.jsonl.")] = False,
 ) -> None:
     """Grade responses: the reference's five sandboxed runs and labels, the hardened oracle, loophole modes.
 
-    Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit.
+    Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit. Finished rows go to OUTPUT.partial.jsonl as grading proceeds: after Ctrl-C, the same command with --resume continues where it stopped.
     """
+    from projected_grpo.environment.gradefile import grade_rows, kept_count, load_partial, partial_path
+
     check_output(output, force, input)
+    partial = partial_path(output)
+    if partial.exists() and not resume:
+        fail(f"{partial}: an interrupted grading run kept its rows there. Fix: add --resume to continue it, "
+             "or delete it to start over")
     try:
         rows = []
         for n, obj in read_jsonl(input):
@@ -70,19 +78,32 @@ def grade(
                 raise DatasetError(f"{where}: field 'response': missing or not a string. "
                                    "Fix: add the model's completion text as \"response\"")
             rows.append(obj)
+        if not rows:
+            raise DatasetError(f"{input}: no rows to grade")
+        kept = load_partial(output, rows) if resume else []
     except DatasetError as e:
         fail(str(e))
-    if not rows:
-        fail(f"{input}: no rows to grade")
     sandbox = open_sandbox(workers, timeout, allow_unisolated)
+    if kept:
+        console.print(f"resuming: {len(kept)} of {len(rows)} rows already graded in {partial}")
     start = time.perf_counter()
-    grades = graded(Grader(sandbox), [(r, r["response"]) for r in rows], f"grading {len(rows)} responses")
+    try:
+        with progress_bar(f"grading {len(rows)} responses", len(rows)) as advance:
+            out_rows = grade_rows(Grader(sandbox), rows, output, kept, 8 * sandbox.workers, advance)
+    except KeyboardInterrupt:
+        sandbox.close()  # the runs in flight end now; queued ones were dropped
+        n = kept_count(output)
+        if n == 0:
+            partial.unlink(missing_ok=True)
+        console.print(f"interrupted: {n} of {len(rows)} rows were graded and are kept in {partial}; the same command "
+                      "with --resume continues" if n else "interrupted: no row was finished, nothing kept")
+        raise typer.Exit(130)
     elapsed = time.perf_counter() - start
-    out_rows = [{**r, **g.fields} for r, g in zip(rows, grades)]
     write_jsonl_atomic(output, out_rows)
     write_json_atomic(Path(f"{output}.meta.json"), provenance(
         {"input": str(input), "workers": sandbox.workers, "limits": sandbox.limits.__dict__},
         sandbox.isolation.as_dict()))
+    partial.unlink(missing_ok=True)
     console.print(f"wrote {output} ({len(out_rows)} graded rows) and {output}.meta.json")
     label_summary(out_rows, f"{len(out_rows)} responses graded in {elapsed:.1f}s")
 
