@@ -369,3 +369,43 @@ def test_grade_interrupted_keeps_finished_rows_and_resumes(tmp_path, graded_row)
     assert len(graded) == 16 and graded[:8] == kept  # the kept rows are taken as they were, not graded again
     assert all(g["eq_correct"] for g in graded) and [g["response"] for g in graded] == [r["response"] for r in rows]
     assert not partial.exists()
+
+
+# 8. progress with an ETA on long work
+
+
+def test_extract_and_eval_show_progress_with_an_eta(tiny_run, tmp_path):
+    from projected_grpo.directions.pairs import resolve_pairset
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(resolve_pairset("leetcode_mechanism").read_text().splitlines(keepends=True)[:10]))
+    env = {"PROJECTED_GRPO_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    run = cli("extract", "--model", "tiny-qwen3", "--pairs", pairs, "--k", "2", "--holdout", "0.2", env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # 8 kept pairs: 16 completions in batches of 8; 2 held out: 4 completions in one batch
+    assert "extracting from 10 pairs" in run.stderr and "3/3" in run.stderr and "ETA" in run.stderr
+    assert "| module |" in run.stdout and "model.layers.0.self_attn.q_proj" in run.stdout  # names in full
+    run = cli("eval", tiny_run[0], "--problems", "1", "--n-samples", "2", "--max-new-tokens", "8",
+              env={**tiny_run[1], "COLUMNS": "200"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "evaluating" in run.stderr and "8/8" in run.stderr and "ETA" in run.stderr  # 2 slices × 2 × (sample + grade)
+    assert "| slice / θ_hack |" in run.stdout and "eval/final" in run.stderr
+
+
+def test_extraction_forward_count_is_the_passes_the_model_runs(tmp_path):
+    """The extract bar's total (directions.store.extraction_forwards) against the forward passes actually run."""
+    from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
+    from projected_grpo.directions.gradient import ExtractionConfig
+    from projected_grpo.directions.pairs import load_pairs
+    from projected_grpo.directions.store import extraction_forwards, get_basis
+    from projected_grpo.models import load_model
+
+    pairs = load_pairs("leetcode_mechanism")[:11]
+    model, tokenizer = load_model("tiny-qwen3")
+    adapters = attach_adapters(model, AdapterConfig("svd"), base_model_id="tiny-qwen3", cache_dir=tmp_path)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    for space, config in (("gradient", ExtractionConfig(k=2, holdout=0.3)), ("activation", ExtractionConfig(k=2))):
+        calls.clear()
+        get_basis(pairs, model, adapters, tokenizer, space, config, cache_dir=tmp_path)
+        assert len(calls) == extraction_forwards(len(pairs), space, config), space

@@ -96,8 +96,9 @@ def open_sandbox(workers: int | None, timeout: float, allow_unisolated: bool, an
 
 
 @contextlib.contextmanager
-def progress_bar(what: str, total: int) -> Iterator[Callable[[int, int], None]]:
-    """A bar with count, elapsed time and ETA on stderr; yields `update(done, total)`."""
+def progress_bar(what: str, total: int | None) -> Iterator[Callable[[int, int], None]]:
+    """A bar with count, elapsed time and ETA on stderr; yields `update(done, total)` (total None: not known
+    until the first update, e.g. while a model loads)."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False) as bar:
         task = bar.add_task(what, total=total)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from projected_grpo.atomic import atomic_path
-from projected_grpo.cli.common import Force, app, check_output, console, fail, show_table
+from projected_grpo.cli.common import Force, app, check_output, console, fail, progress_bar, show_table
 from projected_grpo.environment.dataset import DatasetError
 
 
@@ -42,7 +42,7 @@ def extract(
     from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
     from projected_grpo.directions.gradient import ExtractionConfig
     from projected_grpo.directions.pairs import load_pairs
-    from projected_grpo.directions.store import SPACES, get_basis
+    from projected_grpo.directions.store import SPACES, extraction_forwards, get_basis
     from projected_grpo.models import load_model
 
     if out is not None:
@@ -67,8 +67,21 @@ def extract(
              "model (projected-grpo models list), a model directory or a .gguf file")
     adapters = attach_adapters(lm, adapter_config, base_model_id=source, cache_dir=cache_dir)
     start = time.perf_counter()
-    basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,
-                                    cache_dir=cache_dir, model_id=source)
+    total = extraction_forwards(len(pair_list), space, config)
+    with progress_bar(f"extracting from {len(pair_list)} pairs (forward passes)", total) as advance:
+        passes = [0]
+
+        def count(*_):
+            passes[0] += 1
+            advance(min(passes[0], total), total)
+
+        hook = lm.register_forward_hook(count)
+        try:
+            basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,
+                                            cache_dir=cache_dir, model_id=source)
+        finally:
+            hook.remove()
+        advance(total, total)  # a cache hit runs none
     elapsed = time.perf_counter() - start
     if out is not None:
         with atomic_path(out) as tmp:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from projected_grpo.cli.common import app, console, fail, show_table
+from projected_grpo.cli.common import app, console, fail, progress_bar, show_table
 from projected_grpo.training.presets import PRESETS
 
 
@@ -82,7 +82,8 @@ def eval_(
     try:
         settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",") if x.strip()), problems,
                                 max_new_tokens, temperature, top_p)
-        summary = evaluate(run_dir, settings)
+        with progress_bar(f"evaluating {run_dir.name}: sampling and grading", None) as advance:
+            summary = evaluate(run_dir, settings, progress=advance)
     except ConfigError as e:
         fail(str(e))
     rows = [[name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]"

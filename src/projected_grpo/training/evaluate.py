@@ -110,7 +110,7 @@ def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[d
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_new_tokens: int,
-           chat_template_kwargs: dict) -> list[list[str]]:
+           chat_template_kwargs: dict, progress=lambda done: None) -> list[list[str]]:
     out = []
     tokenizer.padding_side = "left"
     flat = [p for p in prompts for _ in range(n)]
@@ -124,12 +124,14 @@ def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_
                              top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         texts += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+        progress(len(texts))
     for i in range(len(prompts)):
         out.append(texts[i * n:(i + 1) * n])
     return out
 
 
-def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> dict:
+def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings(), progress=None) -> dict:
+    """`progress(done, total)`: responses sampled plus responses graded, over every slice (and θ_hack setting)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     adapter_file = (run_dir / f"checkpoint-{settings.checkpoint}" / "adapter.safetensors" if settings.checkpoint
@@ -158,14 +160,19 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
     summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
                "n_samples": settings.n_samples, "out_dir": out_dir.name, "results": {}}
     max_new = settings.max_new_tokens or config.grpo.max_completion_length
+    total = 2 * settings.n_samples * sum(map(len, slices.values())) * len(settings_for_quarantine)
+    report = progress or (lambda done, total: None)
+    done = 0
     for q in settings_for_quarantine:
         if q == "ablated":  # route: the deployed policy (kept ran first)
             adapters.deploy()
         for name, recs in slices.items():
             samples = sample(model, tokenizer, [r["prompt"] for r in recs], settings.n_samples, settings, max_new,
-                             config.model.chat_template_kwargs)
+                             config.model.chat_template_kwargs, lambda n, d=done: report(d + n, total))
+            done += len(recs) * settings.n_samples
             pairs = [(r, s) for r, ss in zip(recs, samples) for s in ss]
-            grades = grader.grade(pairs)
+            grades = grader.grade(pairs, progress=lambda n, _, d=done: report(d + n, total))
+            done += len(pairs)
             rows = [{"id": r["id"], "slice": name, "quarantine": q, "response": s, **g.fields}
                     for (r, s), g in zip(pairs, grades)]
             write_jsonl_atomic(out_dir / f"{name}-{q}.jsonl", rows)
