@@ -409,3 +409,15 @@ def test_extraction_forward_count_is_the_passes_the_model_runs(tmp_path):
         calls.clear()
         get_basis(pairs, model, adapters, tokenizer, space, config, cache_dir=tmp_path)
         assert len(calls) == extraction_forwards(len(pairs), space, config), space
+
+
+def test_experiment_in_a_directory_of_another_experiment_names_the_differences(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    saved = {"name": "x", "arms": ["vanilla"], "seeds": [1], "train": {"preset": "tiny"}, "eval": {}, "last_k": 10}
+    (out / "experiment.json").write_text(json.dumps({"experiment": saved}))
+    before = snapshot(out)
+    path = tmp_path / "e.toml"
+    path.write_text('name = "x"\narms = ["vanilla", "erase"]\nseeds = [1]\n[train]\npreset = "tiny"\nsteps = 4\n')
+    _one_error(cli("experiment", path, "--output", out), 'arms: ["vanilla"] → ["vanilla", "erase"]', "train.steps: (not set) → 4")
+    assert snapshot(out) == before

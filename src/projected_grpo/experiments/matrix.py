@@ -135,6 +135,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     from projected_grpo.experiments.report import write_report
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.evaluate import evaluate
+    from projected_grpo.training.resume import config_diff
     from projected_grpo.training.run import train
 
     out_dir = Path(out_dir)
@@ -143,7 +144,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
               "last_k": exp.last_k}
     saved = out_dir / "experiment.json"
     if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
-        raise ConfigError(f"{out_dir}: holds an experiment with a different configuration. "
+        diff = config_diff(json.loads(saved.read_text())["experiment"], record)
+        raise ConfigError(f"{out_dir}: holds an experiment with a different configuration ({'; '.join(diff)}). "
                           "Fix: choose another output directory, or restore the original config")
     if not saved.is_file():
         write_json_atomic(saved, {"experiment": record, "source": exp.source, "provenance": provenance(record)})

@@ -15,6 +15,7 @@ from projected_grpo.training.trainer import ADAPTER_FILE
 
 # where the run lives, not what it computes: the directory being resumed is the run, wherever it was written from
 NOT_COMPARED = {"output_dir"}
+_ABSENT = object()
 
 
 class RunFinished(Exception):
@@ -32,11 +33,12 @@ def config_diff(saved: dict, new: dict, prefix: str = "") -> list[str]:
         name = f"{prefix}{key}"
         if name in NOT_COMPARED:
             continue
-        a, b = saved.get(key, "<absent>"), new.get(key, "<absent>")
+        a, b = saved.get(key, _ABSENT), new.get(key, _ABSENT)
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_diff(a, b, name + ".")
         elif a != b:
-            out.append(f"{name}: {json.dumps(a)} → {json.dumps(b)}")
+            show = lambda v: "(not set)" if v is _ABSENT else json.dumps(v, ensure_ascii=False)  # noqa: E731
+            out.append(f"{name}: {show(a)} → {show(b)}")
     return out
 
 
