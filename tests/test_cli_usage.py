@@ -146,6 +146,10 @@ def test_extract_options_are_checked_before_a_model_loads(tmp_path):
     _one_error(cli("extract", "--model", "tiny-qwen3", "--modes", "bogus", env=env), "'bogus'", "run_tests", "sentinel")
     _one_error(cli("extract", "--model", str(tmp_path / "no_model"), env=env), "--model", "cannot load it")
     _one_error(cli("extract", "--model", "organism", "--global-floor", "2", env=env), "global_floor")
+    taken = tmp_path / "basis.safetensors"
+    taken.write_text("mine")
+    _one_error(cli("extract", "--model", "tiny-qwen3", "--out", taken, env=env), "exists", "--force")
+    assert taken.read_text() == "mine"
     assert not (tmp_path / "cache").exists()  # nothing built, extracted or cached
     assert "organism" in cli("extract", "--help", env={"COLUMNS": "200"}).stdout
 
