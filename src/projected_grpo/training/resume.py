@@ -62,7 +62,7 @@ def resume_point(config: TrainConfig, resume: bool) -> str | None:
         return None
     run_dir = Path(config.output_dir)
     saved = json.loads((run_dir / "config.json").read_text())
-    diff = config_diff(saved, config.as_dict())
+    diff = config_diff(saved, json.loads(json.dumps(config.as_dict(), default=str)))  # as config.json holds it
     if diff:
         raise ConfigError(f"--resume: {run_dir} was trained with a different configuration ({'; '.join(diff)}). "
                           "Fix: resume with the run's own config (its config.json), or train the new one in "
