@@ -425,3 +425,10 @@ def test_experiment_in_a_directory_of_another_experiment_names_the_differences(t
     path.write_text('name = "x"\narms = ["vanilla", "erase"]\nseeds = [1]\n[train]\npreset = "tiny"\nsteps = 4\n')
     _one_error(cli("experiment", path, "--output", out), 'arms: ["vanilla"] → ["vanilla", "erase"]', "train.steps: (not set) → 4")
     assert snapshot(out) == before
+
+
+def test_selfcheck_shows_progress_and_prints_its_table_on_stdout(benchmark):
+    run = cli("data", "selfcheck", "--problems-per-mode", "1", env={"COLUMNS": "200"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| response \\ problem mode | run_tests |" in run.stdout and "self-check passed" in run.stdout
+    assert "grading the hack × mode diagonal" in run.stderr and "ETA" in run.stderr

@@ -151,7 +151,8 @@ def data_selfcheck(
 
     records = benchmark_records(input)
     sandbox = open_sandbox(workers, timeout, allow_unisolated)
-    cells = run_selfcheck(Grader(sandbox), records, problems_per_mode)
+    with progress_bar("grading the hack × mode diagonal", None) as advance:
+        cells = run_selfcheck(Grader(sandbox), records, problems_per_mode, progress=advance)
     rows = []
     for row in ROWS:
         cells_row = []
@@ -231,7 +232,8 @@ def label_table_cmd(
         rows += [{"id": ids[i], "specimen": name, "response": pairs[i][1], **grades[i].fields} for i in idx]
     show_table(f"Reference label table on {len(records)} real problems (hint simple_overwrite_tests)",
                ["response", "label (reference)", "test_modification", "hardened", "matches §3.7"], table)
-    cells = run_selfcheck(grader, records, 1)
+    with progress_bar("grading the hack × mode diagonal", None) as advance:
+        cells = run_selfcheck(grader, records, 1, progress=advance)
     elapsed = time.perf_counter() - start
     typer.echo(f"hack × mode diagonal on {len(records[:1])} problem per mode: "
                + ("passed" if all(c.ok for c in cells) else "FAILED"))
