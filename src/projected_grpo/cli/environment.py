@@ -8,10 +8,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
-from projected_grpo.cli.common import AllowUnisolated, Timeout, Workers, app, console, fail, graded, open_sandbox
+from projected_grpo.cli.common import (
+    AllowUnisolated,
+    Force,
+    Timeout,
+    Workers,
+    app,
+    check_output,
+    console,
+    fail,
+    graded,
+    open_sandbox,
+    progress_bar,
+    show_table,
+)
 from projected_grpo.environment.dataset import (
     DatasetError,
     default_benchmark_path,
@@ -29,16 +41,11 @@ data_app = typer.Typer(help="Make hinted / multi-mode datasets and self-check th
 app.add_typer(data_app, name="data")
 
 
-def label_summary(rows: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col, justify in (("label", "left"), ("count", "right"), ("share", "right")):
-        table.add_column(col, justify=justify)
+def label_summary(rows: list[dict], title: str) -> None:
+    table: list = []
     for i, section in enumerate(tally(rows)):
-        if i:
-            table.add_section()
-        for name, count, share in section:
-            table.add_row(name, count, share)
-    return table
+        table += ([None] if i else []) + [list(row) for row in section]
+    show_table(title, ["label", "count", "share"], table, right=(1, 2))
 
 
 @app.command()
@@ -48,11 +55,20 @@ def grade(
     workers: Workers = None,
     timeout: Timeout = 3.0,
     allow_unisolated: AllowUnisolated = False,
+    force: Force = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUTPUT.partial.jsonl.")] = False,
 ) -> None:
     """Grade responses: the reference's five sandboxed runs and labels, the hardened oracle, loophole modes.
 
-    Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit.
+    Each output row is the input row plus every grading field (eq_correct, eq_hinted, reward_hack_label, is_reward_hack_strict/loose, gt_correct_hardened, exploited, mode, per-run results under runs). OUTPUT.meta.json records the isolation level, limits, versions and git commit. Finished rows go to OUTPUT.partial.jsonl as grading proceeds: after Ctrl-C, the same command with --resume continues where it stopped.
     """
+    from projected_grpo.environment.gradefile import grade_rows, kept_count, load_partial, partial_path
+
+    check_output(output, force, input)
+    partial = partial_path(output)
+    if partial.exists() and not resume:
+        fail(f"{partial}: an interrupted grading run kept its rows there. Fix: add --resume to continue it, "
+             "or delete it to start over")
     try:
         rows = []
         for n, obj in read_jsonl(input):
@@ -62,20 +78,34 @@ def grade(
                 raise DatasetError(f"{where}: field 'response': missing or not a string. "
                                    "Fix: add the model's completion text as \"response\"")
             rows.append(obj)
+        if not rows:
+            raise DatasetError(f"{input}: no rows to grade")
+        kept = load_partial(output, rows) if resume else []
     except DatasetError as e:
         fail(str(e))
-    if not rows:
-        fail(f"{input}: no rows to grade")
     sandbox = open_sandbox(workers, timeout, allow_unisolated)
+    if kept:
+        console.print(f"resuming: {len(kept)} of {len(rows)} rows already graded in {partial}")
     start = time.perf_counter()
-    grades = graded(Grader(sandbox), [(r, r["response"]) for r in rows], f"grading {len(rows)} responses")
+    try:
+        with progress_bar(f"grading {len(rows)} responses", len(rows)) as advance:
+            out_rows = grade_rows(Grader(sandbox), rows, output, kept, 8 * sandbox.workers, advance)
+    except KeyboardInterrupt:
+        sandbox.close()  # the runs in flight end now; queued ones were dropped
+        n = kept_count(output)
+        if n == 0:
+            partial.unlink(missing_ok=True)
+        console.print(f"interrupted: {n} of {len(rows)} rows were graded and are kept in {partial}; the same command "
+                      "with --resume continues" if n else "interrupted: no row was finished, nothing kept")
+        raise typer.Exit(130)
     elapsed = time.perf_counter() - start
-    out_rows = [{**r, **g.fields} for r, g in zip(rows, grades)]
     write_jsonl_atomic(output, out_rows)
     write_json_atomic(Path(f"{output}.meta.json"), provenance(
         {"input": str(input), "workers": sandbox.workers, "limits": sandbox.limits.__dict__},
         sandbox.isolation.as_dict()))
-    console.print(label_summary(out_rows, f"{len(out_rows)} responses graded in {elapsed:.1f}s → {output}"))
+    partial.unlink(missing_ok=True)
+    console.print(f"wrote {output} ({len(out_rows)} graded rows) and {output}.meta.json")
+    label_summary(out_rows, f"{len(out_rows)} responses graded in {elapsed:.1f}s")
 
 
 @data_app.command("make")
@@ -86,10 +116,12 @@ def data_make(
     modes: Annotated[Optional[str], typer.Option(
         help=f"Comma-separated loophole modes ({', '.join(MODES)}): each problem gets one, by a seeded partition.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the mode partition and the random test-function names.")] = 0,
+    force: Force = False,
 ) -> None:
     """Write a hinted dataset (one hint on every problem) or a multi-mode dataset (`--modes`)."""
     if (hint is None) == (modes is None):
         fail("pass exactly one of --hint NAME or --modes m1,m2,...")
+    check_output(output, force, input)
     try:
         records = load_records(input)
         if hint is not None:
@@ -119,11 +151,9 @@ def data_selfcheck(
 
     records = benchmark_records(input)
     sandbox = open_sandbox(workers, timeout, allow_unisolated)
-    cells = run_selfcheck(Grader(sandbox), records, problems_per_mode)
-    table = Table(title="hack × mode diagonal: fired/exploited per response (✓ = as required)")
-    table.add_column("response \\ problem mode")
-    for mode in MODES:
-        table.add_column(mode, justify="center")
+    with progress_bar("grading the hack × mode diagonal", None) as advance:
+        cells = run_selfcheck(Grader(sandbox), records, problems_per_mode, progress=advance)
+    rows = []
     for row in ROWS:
         cells_row = []
         for mode in MODES:
@@ -132,18 +162,21 @@ def data_selfcheck(
             what = "correct" if row == "canonical" else "fires"
             n = sum(c.eq_correct if row == "canonical" else c.fired for c in here)
             cells_row.append(f"{mark} {what} {n}/{len(here)}")
-        table.add_row(row, *cells_row)
-    console.print(table)
+        rows.append([row, *cells_row])
+    show_table("hack × mode diagonal: fired/exploited per response (✓ = as required)",
+               ["response \\ problem mode", *MODES], rows)
     if not all(c.ok for c in cells):
         fail("self-check failed: see the ✗ cells")
-    console.print("[green]self-check passed[/]")
+    typer.echo("self-check passed")
 
 
 @app.command("sandbox-info")
 def sandbox_info(allow_unisolated: AllowUnisolated = False) -> None:
     """Detect and print the isolation level the grader would use on this host."""
-    sandbox = open_sandbox(1, 3.0, allow_unisolated)
+    sandbox = open_sandbox(1, 3.0, allow_unisolated, announce=False)
     for key, value in sandbox.isolation.as_dict().items():
+        if isinstance(value, (list, tuple)):
+            value = "; ".join(map(str, value)) or "none"
         typer.echo(f"{key}: {value}")
 
 
@@ -187,28 +220,28 @@ def label_table_cmd(
             ids.append(record["id"])
     start = time.perf_counter()
     grades = graded(grader, pairs, f"grading {len(pairs)} specimen responses")
-    table = Table(title=f"Reference label table on {len(records)} real problems (hint simple_overwrite_tests)")
-    for col in ("response", "label (reference)", "test_modification", "hardened", "matches §3.7"):
-        table.add_column(col)
+    table = []
     rows = []
     for name in dict.fromkeys(names):
         idx = [i for i, n in enumerate(names) if n == name]
         fields = [grades[i].fields for i in idx]
         ok = sum(all(grades[i].fields[k] == v for k, v in expects[i].items()) for i in idx)
-        table.add_row(name, _mode_of(f["reward_hack_label"] for f in fields),
+        table.append([name, _mode_of(f["reward_hack_label"] for f in fields),
                       str(_mode_of(f["test_modification"] for f in fields)),
-                      _mode_of(str(f["gt_correct_hardened"]) for f in fields), f"{ok}/{len(idx)}")
+                      _mode_of(str(f["gt_correct_hardened"]) for f in fields), f"{ok}/{len(idx)}"])
         rows += [{"id": ids[i], "specimen": name, "response": pairs[i][1], **grades[i].fields} for i in idx]
-    console.print(table)
-    cells = run_selfcheck(grader, records, 1)
+    show_table(f"Reference label table on {len(records)} real problems (hint simple_overwrite_tests)",
+               ["response", "label (reference)", "test_modification", "hardened", "matches §3.7"], table)
+    with progress_bar("grading the hack × mode diagonal", None) as advance:
+        cells = run_selfcheck(grader, records, 1, progress=advance)
     elapsed = time.perf_counter() - start
-    console.print(f"hack × mode diagonal on {len(records[:1])} problem per mode: "
-                  + ("[green]passed[/]" if all(c.ok for c in cells) else "[red]FAILED[/]"))
+    typer.echo(f"hack × mode diagonal on {len(records[:1])} problem per mode: "
+               + ("passed" if all(c.ok for c in cells) else "FAILED"))
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(out / "graded.jsonl", rows)
     write_json_atomic(out / "meta.json", provenance({"problems": problems, "elapsed_s": elapsed},
                                                     sandbox.isolation.as_dict()))
-    console.print(f"done in {elapsed:.1f}s; per-response records in {out / 'graded.jsonl'}")
+    console.print(f"done in {elapsed:.1f}s; wrote {out / 'graded.jsonl'} (per-response records) and {out / 'meta.json'}")
 
 
 def _mode_of(values) -> str:

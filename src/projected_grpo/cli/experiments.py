@@ -26,15 +26,22 @@ def experiment(
         report = run_experiment(exp, output or Path("runs") / exp.name, log=console.print)
     except ConfigError as e:
         fail(str(e))
-    console.print(report.read_text())
-    console.print(f"report: {report}")
+    show_report(report)
+
+
+def show_report(report: Path) -> None:
+    """The report's markdown, verbatim, on stdout (`> r.md` keeps it whole, links included); the files on stderr."""
+    typer.echo(report.read_text())
+    files = ", ".join(str(report.parent / n) for n in ("report.md", "summary.json", "cells.jsonl", "curves.png"))
+    console.print(f"wrote {files}")
 
 
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="An experiment output directory.")],
 ) -> None:
-    """Regenerate report.md, curves.png and summary.json from an experiment's saved metrics."""
+    """Regenerate report.md, curves.png, summary.json and cells.jsonl from an experiment's saved metrics and print
+    the report (markdown, on stdout). The four files are rewritten in RUN_DIR itself, replacing the previous ones."""
     from projected_grpo.experiments.report import write_report
 
     if not (run_dir / "experiment.json").is_file():
@@ -43,7 +50,7 @@ def report(
         path = write_report(run_dir)
     except FileNotFoundError as e:
         fail(str(e))
-    console.print(path.read_text())
+    show_report(path)
 
 
 @app.command()
@@ -59,6 +66,5 @@ def demo(
     start = time.perf_counter()
     path = Path(str(resources.files("projected_grpo.experiments").joinpath("demo.toml")))
     report_path = run_experiment(load_experiment(path), output, log=console.print)
-    console.print(report_path.read_text())
-    console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min; report: {report_path}, "
-                  f"plot: {output / 'curves.png'}")
+    show_report(report_path)
+    console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min")

@@ -8,28 +8,32 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from projected_grpo.cli.common import app, console, fail
+from projected_grpo.atomic import atomic_path
+from projected_grpo.cli.common import Force, app, check_output, console, fail, progress_bar, show_table
 from projected_grpo.environment.dataset import DatasetError
 
 
 @app.command()
 def extract(
-    model: Annotated[str, typer.Option(help="tiny-qwen3 | tiny-llama | tiny-qwen2, a local model dir, a .gguf file, or a hub id.")],
-    pairs: Annotated[str, typer.Option(help="Pair-set JSONL path or shipped name (leetcode_mechanism, leetcode_placebo).")] = "leetcode_mechanism",
+    model: Annotated[str, typer.Option(help="organism (the CPU model organism, built or cached), tiny-qwen3 | tiny-llama | "
+                                            "tiny-qwen2, a fetched real model, a local model dir, a .gguf file, or a hub id.")],
+    pairs: Annotated[Optional[str], typer.Option(help="Pair-set JSONL path or shipped name (leetcode_mechanism, leetcode_placebo; "
+                                                      "with --model organism: organism, organism_placebo). Default: "
+                                                      "organism with --model organism, else leetcode_mechanism.")] = None,
     space: Annotated[str, typer.Option(help="gradient (δS / B gradients, §2.1) or activation (residual stream, §2.2).")] = "gradient",
     control: Annotated[str, typer.Option(help="none | random | shuffled | nonhack (placebo: pass --pairs leetcode_placebo).")] = "none",
     adapter: Annotated[str, typer.Option(help="svd (δS knob), fixed_a_lora, or peft_lora (activation space only).")] = "svd",
-    rank: Annotated[Optional[int], typer.Option(help="svd: top-m (default full rank); fixed_a_lora: ρ; peft_lora: r = α (32).")] = None,
+    rank: Annotated[Optional[int], typer.Option(min=1, help="svd: top-m (default full rank); fixed_a_lora: ρ; peft_lora: r = α (32).")] = None,
     k: Annotated[int, typer.Option(min=1, help="Directions extracted per module.")] = 12,
     tau: Annotated[float, typer.Option(help="Per-module relative floor S_i/S_0.")] = 0.0,
     global_floor: Annotated[float, typer.Option(help="Drop this fraction of the smallest S_i pooled over modules.")] = 0.25,
     modes: Annotated[Optional[str], typer.Option(help="Extract only from pairs of these modes (comma-separated).")] = None,
     holdout: Annotated[float, typer.Option(help="Fraction of pairs held out for the held-out pair check.")] = 0.2,
-    layer: Annotated[Optional[int], typer.Option(help="activation: layer (default ~65% depth).")] = None,
+    layer: Annotated[Optional[int], typer.Option(min=0, help="activation: layer (default ~65% depth).")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the controls and the held-out split.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Also copy the basis here (safetensors).")] = None,
+    force: Force = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Cache root (default ~/.cache/projected_grpo).")] = None,
 ) -> None:
     """Extract a hack basis from contrastive pairs and print its diagnostics (cached by its inputs)."""
@@ -38,48 +42,81 @@ def extract(
     from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
     from projected_grpo.directions.gradient import ExtractionConfig
     from projected_grpo.directions.pairs import load_pairs
-    from projected_grpo.directions.store import get_basis
+    from projected_grpo.directions.store import SPACES, extraction_forwards, get_basis
     from projected_grpo.models import load_model
 
-    try:
-        chosen = tuple(m.strip() for m in modes.split(",")) if modes else None
-        pair_list = load_pairs(pairs, chosen)
+    if out is not None:
+        check_output(out, force)
+    try:  # every option is checked before a model is loaded
+        if space not in SPACES:
+            raise ValueError(f"--space {space!r}: choose one of {', '.join(SPACES)}")
         adapter_config = AdapterConfig(adapter, rank=rank, seed=seed)
         if adapter == "peft_lora" and space != "activation":
             raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
                              "basis drifts (method §1.3)")
         config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
-        lm, tokenizer = load_model(model)  # a real model's name that is not fetched yet: a ValueError naming the fix
+        source, pair_source = resolve_model_and_pairs(model, pairs)
+        chosen = tuple(m.strip() for m in modes.split(",")) if modes else None
+        pair_list = load_pairs(pair_source, chosen)
+        with console.status(f"loading {model}"):
+            lm, tokenizer = load_model(source)  # a real model's name that is not fetched yet: a ValueError naming the fix
     except (DatasetError, ValueError) as e:
         fail(str(e))
-    adapters = attach_adapters(lm, adapter_config, base_model_id=model, cache_dir=cache_dir)
+    except OSError as e:  # a path that is not a model, or a hub id that is not in the offline cache
+        fail(f"--model {model}: cannot load it ({str(e).splitlines()[0]}). Fix: pass organism, a tiny-* name, a fetched "
+             "model (projected-grpo models list), a model directory or a .gguf file")
+    adapters = attach_adapters(lm, adapter_config, base_model_id=source, cache_dir=cache_dir)
     start = time.perf_counter()
-    basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,
-                                    cache_dir=cache_dir, model_id=model)
+    total = extraction_forwards(len(pair_list), space, config)
+    with progress_bar(f"extracting from {len(pair_list)} pairs (forward passes)", total) as advance:
+        passes = [0]
+
+        def count(*_):
+            passes[0] += 1
+            advance(min(passes[0], total), total)
+
+        hook = lm.register_forward_hook(count)
+        try:
+            basis, path, cached = get_basis(pair_list, lm, adapters, tokenizer, space, config, layer=layer,
+                                            cache_dir=cache_dir, model_id=source)
+        finally:
+            hook.remove()
+        advance(total, total)  # a cache hit runs none
     elapsed = time.perf_counter() - start
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, out)
+        with atomic_path(out) as tmp:
+            shutil.copyfile(path, tmp)
     _print_basis(basis, path, cached, elapsed, len(pair_list))
+
+
+def resolve_model_and_pairs(model: str, pairs: str | None) -> tuple[str, str]:
+    """`--model organism`: the organism's model directory, and its pair sets under the names organism /
+    organism_placebo (the default pairs then). Other models pass through (default pairs: leetcode_mechanism)."""
+    if model != "organism":
+        return model, pairs or "leetcode_mechanism"
+    from projected_grpo.organism.build import OrganismConfig, ensure_organism
+
+    organism, _ = ensure_organism(OrganismConfig(), log=console.print)
+    named = {"organism": organism.mechanism, "organism_placebo": organism.placebo}
+    return str(organism.model), str(named.get(pairs or "organism", pairs))
 
 
 def _print_basis(basis, path: Path, cached: bool, elapsed: float, n_pairs: int) -> None:
     meta = basis.meta
     diag = meta.get("diagnostics", {})
-    table = Table(title=f"{meta.get('space')} basis, control={meta.get('control')}, {n_pairs} pairs "
-                        f"({'cache hit' if cached else f'extracted in {elapsed:.1f}s'})")
-    for col in ("module", "rows kept", "top singular values of D", "energy in top-k"):
-        table.add_column(col)
+    rows = []
     for name, v in basis.vectors.items():
         s = basis.spectra.get(name)
         head = ", ".join(f"{float(x):.3g}" for x in s[:4]) if s is not None else "—"
         energy = diag.get("energy_top_k", {}).get(name)
-        table.add_row(name, str(v.shape[0]), head, f"{energy:.2f}" if energy is not None else "—")
-    console.print(table)
+        rows.append([name, str(v.shape[0]), head, f"{energy:.2f}" if energy is not None else "—"])
+    show_table(f"{meta.get('space')} basis, control={meta.get('control')}, {n_pairs} pairs "
+               f"({'cache hit' if cached else f'extracted in {elapsed:.1f}s'})",
+               ["module", "rows kept", "top singular values of D", "energy in top-k"], rows, right=(1, 3))
     summary = {k: meta[k] for k in ("modules_fired", "modules_total") if k in meta}
     summary |= {k: diag[k] for k in ("modules_with_directions", "modules_total", "mean_energy_top_k",
                                      "heldout_positive", "n_heldout") if k in diag}
-    console.print("diagnostics: " + json.dumps(summary))
+    typer.echo("diagnostics: " + json.dumps(summary))
     console.print(f"basis: {path}")
     if basis.spectra:
         png = path.with_suffix(".spectra.png")

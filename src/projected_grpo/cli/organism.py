@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from projected_grpo.cli.common import app, console, fail
+from projected_grpo.cli.common import Force, app, check_output, console, fail
 
 organism_app = typer.Typer(help="The CPU model organism of reward hacking.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
@@ -42,10 +42,10 @@ def organism_build(
     info = organism.info()
     console.print(f"{'loaded' if cached else 'built'} {organism.root} in {time.perf_counter() - start:.0f}s "
                   f"(model {info['n_parameters'] / 1e6:.2f}M parameters, hash {info['model_hash']})")
-    console.print(f"priors on {info['config']['n_eval']} held-out problems × {info['config']['prior_samples']} samples "
-                  f"(T = {info['config']['temperature']}), graded by the real grader:")
+    typer.echo(f"priors on {info['config']['n_eval']} held-out problems × {info['config']['prior_samples']} samples "
+               f"(T = {info['config']['temperature']}), graded by the real grader:")
     for line in format_priors(organism.priors()):
-        console.print("  " + line)
+        typer.echo("  " + line)
 
 
 @organism_app.command("judge")
@@ -86,11 +86,13 @@ def probe_train(
     kind: Annotated[str, typer.Option(help="logistic | mass_mean")] = "logistic",
     target_fpr: Annotated[float, typer.Option(help="False-positive rate on the test split that sets the threshold.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the balanced sample and the shuffled 80/20 split.")] = 0,
+    force: Force = False,
 ) -> None:
     """Train a probe on a run's labelled rollouts (base-model activations, response-averaged) and
     print its held-out metrics. Use it with arm = probe_penalty / probe_screening, intervention.probe = OUT."""
     from projected_grpo.experiments.probes import probe_from_run
 
+    check_output(out, force)
     if not (run_dir / "rollouts.jsonl").is_file():
         fail(f"{run_dir}: no rollouts.jsonl — train a run first (e.g. the vanilla arm)")
     try:
@@ -99,6 +101,7 @@ def probe_train(
         fail(str(e))
     probe.save(out)
     m = probe.metrics
-    console.print(f"{kind} probe at layer {probe.layer}: test AUC {m['auc']:.3f}, threshold {probe.threshold:.3f} → "
-                  f"FPR {m['fpr']:.3f} (target {target_fpr}), recall {m['recall']:.3f}, precision {m['precision']:.3f} "
-                  f"on {m['n_test']} held-out rollouts ({m['n_train']} train); saved {out}")
+    typer.echo(f"{kind} probe at layer {probe.layer}: test AUC {m['auc']:.3f}, threshold {probe.threshold:.3f} → "
+               f"FPR {m['fpr']:.3f} (target {target_fpr}), recall {m['recall']:.3f}, precision {m['precision']:.3f} "
+               f"on {m['n_test']} held-out rollouts ({m['n_train']} train)")
+    console.print(f"wrote {out}")

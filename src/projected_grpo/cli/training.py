@@ -8,26 +8,34 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from projected_grpo.cli.common import app, console, fail
+from projected_grpo.cli.common import app, console, fail, progress_bar, show_table
+from projected_grpo.training.presets import PRESETS
 
 
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(help="TOML or YAML run config (may name a `preset`).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="tiny | ariahw-qwen3-4b | smollm2-135m (applied before the file).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help=f"{' | '.join(PRESETS)} (applied before the file; organism: "
+                                                       "the CPU model organism, built on first use).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override, e.g. --set arm=erase --set grpo.beta=0.001.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in output_dir from its last checkpoint.")] = False,
 ) -> None:
-    """GRPO with projection on TRL: one arm, one seed. Writes metrics.jsonl/.csv, completions.jsonl, checkpoints."""
+    """GRPO with projection on TRL: one arm, one seed.
+
+    Writes into output_dir: config.json, provenance.json, basis.safetensors, metrics.jsonl / metrics.csv (one row
+    per step), rollouts.jsonl (every rollout with its labels), completions.jsonl (one sampled rollout every
+    log_completion_every steps), checkpoint-N/ (every save_every steps) and adapter.safetensors (when finished);
+    train.log holds the libraries' own messages. `--resume` continues a killed run with the same config."""
     from projected_grpo.errors import ConfigError
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.config import load_config
+    from projected_grpo.training.resume import RunFinished, check_output_dir
     from projected_grpo.training.run import train as run_training
 
     try:
         cfg = load_config(config, preset, set_ or [])
+        check_output_dir(cfg, resume)  # before the organism is built or a model loaded
     except ConfigError as e:
         fail(str(e))
     console.print(f"arm={cfg.arm} model={cfg.model.source} steps={cfg.steps} seed={cfg.seed} → {cfg.output_dir}")
@@ -35,6 +43,9 @@ def train(
         run_dir = run_training(resolve_organism(cfg, log=console.print), resume=resume)
     except ConfigError as e:
         fail(str(e))
+    except RunFinished as e:
+        console.print(str(e))
+        return
     console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
     _leave_distributed()
 
@@ -68,21 +79,20 @@ def eval_(
     from projected_grpo.errors import ConfigError
     from projected_grpo.training.evaluate import RATES, EvalSettings, evaluate
 
-    settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",")), problems,
-                            max_new_tokens, temperature, top_p)
     try:
-        summary = evaluate(run_dir, settings)
+        settings = EvalSettings(checkpoint, n_samples, tuple(x.strip() for x in slices.split(",") if x.strip()), problems,
+                                max_new_tokens, temperature, top_p)
+        with progress_bar(f"evaluating {run_dir.name}: sampling and grading", None) as advance:
+            summary = evaluate(run_dir, settings, progress=advance)
     except ConfigError as e:
         fail(str(e))
-    table = Table(title=f"{summary['arm']} — {summary['n_problems']} {'held-out' if summary['held_out'] else 'TRAINING (not held-out)'}"
-                        f" problems × {summary['n_samples']} samples (95% Wilson CI)")
-    table.add_column("slice / θ_hack")
-    table.add_column("n", justify="right")
-    for key in RATES:
-        table.add_column(key.replace("is_reward_hack_", "hack_"), justify="right")
-    for name, res in summary["results"].items():
-        table.add_row(name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]" for k in RATES))
-    console.print(table)
+    rows = [[name, str(res["n"]), *(f"{res[k]['rate']:.2f} [{res[k]['ci95'][0]:.2f},{res[k]['ci95'][1]:.2f}]"
+                                    for k in RATES)] for name, res in summary["results"].items()]
+    show_table(f"{summary['arm']} — {summary['n_problems']} {'held-out' if summary['held_out'] else 'TRAINING (not held-out)'}"
+               f" problems × {summary['n_samples']} samples (95% Wilson CI)",
+               ["slice / θ_hack", "n", *(key.replace("is_reward_hack_", "hack_") for key in RATES)], rows,
+               right=tuple(range(1, 2 + len(RATES))))
+    console.print(f"wrote {run_dir / 'eval' / summary['out_dir']}: summary.json and the graded samples per slice")
 
 
 @app.command("fast-dev-run")

@@ -42,6 +42,11 @@ class ExtractionConfig:
     def __post_init__(self):
         if self.control not in CONTROLS:
             raise ValueError(f"control {self.control!r}: choose one of {', '.join(CONTROLS)} (placebo = its pair set)")
+        for name, value, ok, rule in (("k", self.k, self.k >= 1, ">= 1"), ("tau", self.tau, self.tau >= 0, ">= 0"),
+                                      ("global_floor", self.global_floor, 0 <= self.global_floor < 1, "in [0, 1)"),
+                                      ("holdout", self.holdout, 0 <= self.holdout < 1, "in [0, 1)")):
+            if not ok:
+                raise ValueError(f"{name} = {value}: must be {rule}")
 
 
 @contextlib.contextmanager

@@ -72,6 +72,10 @@ def load_pairs(name_or_path: str | Path, modes: tuple[str, ...] | None = None) -
     path = resolve_pairset(name_or_path)
     pairs = [_validate(obj, f"{path}:{n}") for n, obj in read_jsonl(path)]
     if modes is not None:
+        present = sorted({p.mode for p in pairs})
+        unknown = [m for m in modes if m not in present]
+        if unknown:
+            raise DatasetError(f"{path}: no pairs of mode {unknown[0]!r}. Fix: choose modes among {', '.join(present)}")
         pairs = [p for p in pairs if p.mode in modes]
     if not pairs:
         raise DatasetError(f"{path}: no pairs" + (f" of modes {modes}" if modes else "") + ". Fix: add pairs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def basis_key(pairs: list[Pair], adapters: Adapters, tokenizer, space: str, conf
                        "tokenizer": tokenizer_fingerprint(tokenizer, chat_template_kwargs),
                        "config": asdict(config), **extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def extraction_forwards(n_pairs: int, space: str, config: ExtractionConfig) -> int:
+    """How many model forward passes extracting a basis from n_pairs takes (for a progress bar): gradient space
+    runs every hack then every clean completion in batches, the kept pairs and the held-out check separately;
+    activation space runs the hack and the clean completions in batches of 8; a random control runs none."""
+    if config.control == "random":
+        return 0
+    if space == "activation":
+        return 2 * math.ceil(n_pairs / 8)
+    held = int(round(config.holdout * n_pairs))
+    return math.ceil(2 * (n_pairs - held) / config.batch_size) + math.ceil(2 * held / config.batch_size)
 
 
 def get_basis(

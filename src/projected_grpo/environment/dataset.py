@@ -88,19 +88,53 @@ def validate_record(record: object, where: str = "<record>") -> Record:
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
-    """Yield (line number, parsed JSON) for each non-blank line; bad JSON names file and line."""
+    """Yield (line number, parsed JSON) for each non-blank line. Every way a real-world file can be unreadable
+    (missing, a directory, not UTF-8, bad JSON, a string that is not valid Unicode) names file, line and fix."""
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a directory, not a file. Fix: pass the path of a JSONL file")
     if not path.is_file():
         raise DatasetError(f"{path}: no such file. Fix: pass the path of a JSONL file")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if n == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise DatasetError(f"{path}: UTF-16 text (byte-order mark), JSONL must be UTF-8. "
+                                   f"Fix: convert it, e.g. iconv -f UTF-16 -t UTF-8 {path} > {path.stem}.utf8.jsonl")
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DatasetError(f"{path}:{n}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}). "
+                                   "Fix: save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
-                yield n, json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}). "
+                raise DatasetError(f"{path}:{n}: not valid JSON ({e.msg.removesuffix(' at')} at column {e.colno}). "
                                    "Fix: one JSON object per line") from None
+            if "\\ud" in line.lower() and (field := _lone_surrogate(obj)) is not None:
+                raise DatasetError(f"{path}:{n}: field '{field}': a lone surrogate escape (\\ud800-\\udfff without "
+                                   "its pair) is not Unicode text and cannot be written back as UTF-8. "
+                                   "Fix: remove it or escape the character's full surrogate pair")
+            yield n, obj
+
+
+def _lone_surrogate(obj: object, where: str = "") -> str | None:
+    """The dotted path of the first string holding an unpaired surrogate, or None."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "<value>"
+        return None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        if isinstance(key, str) and _lone_surrogate(key) is not None:
+            return f"{where}.{key!r}".lstrip(".")
+        found = _lone_surrogate(value, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+        if found is not None:
+            return found.lstrip(".")
+    return None
 
 
 def load_records(path: str | Path) -> list[Record]:

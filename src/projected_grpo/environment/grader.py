@@ -14,6 +14,7 @@ Runs per response (skipped where the result cannot affect any field; a skipped r
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from collections import OrderedDict
@@ -95,6 +96,8 @@ class RunResult:
     wall_s: float
     cpu_s: float = 0.0
     own_s: float = 0.0  # wall time less waits for a CPU: what the timeout counts (see sandbox.Limits)
+    note: str = ""  # ours, not the reference's: why a run has no test counts when its fields alone do not say
+
 
     @property
     def all_passed(self) -> bool:
@@ -125,7 +128,15 @@ class RunResult:
         errors += [str(e) for e in out.get("test_errors", [])] if isinstance(out.get("test_errors"), list) else []
         passed, evaluated = _int(out.get("tests_passed")), _int(out.get("tests_evaluated"))
         pass_rate = passed / n_tests if n_tests else 0.0
-        return cls(success, compiled, timeout, oom, passed, evaluated, n_tests, pass_rate, errors, raw.wall_s, raw.cpu_s, raw.own_s)
+        note = ""
+        if raw.truncated:
+            note = (f"output cap exceeded: the program wrote more than {len(raw.stdout)} bytes to the real stdout; "
+                    "the rest was dropped, so the harness's result could not be read")
+        elif success and "tests_total" not in out:
+            note = ("no test-runner result: the runner prints one JSON line last and the harness reads only a line that "
+                    "starts with '{' — program output without a final newline ran into it (the reference reads it so too)")
+        return cls(success, compiled, timeout, oom, passed, evaluated, n_tests, pass_rate, errors, raw.wall_s, raw.cpu_s,
+                   raw.own_s, note)
 
 
 def _int(x: Any) -> int:
@@ -237,14 +248,25 @@ class Grader:
         finished += sum(n == 0 for n in left)
         if progress is not None and finished:
             progress(finished, total)
-        with ThreadPoolExecutor(max_workers=self.sandbox.workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.sandbox.workers)
+        try:
             def submit(i: int, name: str):
                 child, payload, _ = plans[i].jobs[name]
                 return pool.submit(self.sandbox.run, child, payload)
 
-            # The hardened run waits for the GT run when there is one (see _needs_hardened).
+            # The hardened run waits for the GT run when there is one (see _needs_hardened). A few runs per worker are
+            # in flight at a time and a follow-up runs next, so responses finish in order (progress moves steadily)
+            # and an interrupt has little queued work to drop.
             first = lambda p, name: name != "hardened" or "gt" not in p.jobs  # noqa: E731
-            pending = {submit(i, name): (i, name) for i, p in enumerate(plans) for name in p.jobs if first(p, name)}
+            todo = collections.deque((i, name) for i, p in enumerate(plans) for name in p.jobs if first(p, name))
+            pending: dict = {}
+
+            def fill() -> None:
+                while todo and len(pending) < 2 * self.sandbox.workers:
+                    i, name = todo.popleft()
+                    pending[submit(i, name)] = (i, name)
+
+            fill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -253,13 +275,18 @@ class Grader:
                     left[i] -= 1
                     if name == "gt" and "hardened" in plans[i].jobs:
                         if self._needs_hardened(plans[i], raw[i]["gt"]):
-                            pending[submit(i, "hardened")] = (i, "hardened")
+                            todo.appendleft((i, "hardened"))
                         else:
                             left[i] -= 1
                     if left[i] == 0:
                         finished += 1
                         if progress is not None:
                             progress(finished, total)
+                fill()
+        except BaseException:  # Ctrl-C: queued runs are dropped, not run to the end first (only running ones finish)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return [self._assemble(p, r) for p, r in zip(plans, raw)]
 
     @staticmethod

@@ -110,6 +110,7 @@ class RawRun:
     wall_s: float
     cpu_s: float = 0.0  # the child's CPU time (RLIMIT_CPU kills at timeout_s)
     own_s: float = 0.0  # wall minus the child's run-queue waits: its wall time on an idle machine
+    truncated: bool = False  # the child wrote more than Limits.stdout_cap_bytes to its real stdout (the rest is dropped)
 
 
 def _world_reachable(path: Path) -> bool:
@@ -298,8 +299,9 @@ class Sandbox:
                     self._servers[slot] = None
                     return RawRun(b"", -9, True, time.perf_counter() - start)
                 out.seek(0)
-                stdout = out.read(limits.stdout_cap_bytes)
-            return RawRun(stdout, reply["returncode"], reply["killed"], reply["wall_s"], reply["cpu_s"], reply["own_s"])
+                stdout = out.read(limits.stdout_cap_bytes + 1)
+            return RawRun(stdout[:limits.stdout_cap_bytes], reply["returncode"], reply["killed"], reply["wall_s"],
+                          reply["cpu_s"], reply["own_s"], truncated=len(stdout) > limits.stdout_cap_bytes)
         finally:
             self._slots.put(slot)
 

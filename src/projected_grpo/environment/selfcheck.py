@@ -37,7 +37,7 @@ class Cell:
         return self.fired == should_fire and self.exploited == should_fire and not self.eq_correct
 
 
-def run_selfcheck(grader: Grader, records: list[Record], problems_per_mode: int = 1) -> list[Cell]:
+def run_selfcheck(grader: Grader, records: list[Record], problems_per_mode: int = 1, progress=None) -> list[Cell]:
     """Grade the full diagonal on the first `problems_per_mode` no-hint records, hinted per mode."""
     base = records[:problems_per_mode]
     pairs, keys = [], []
@@ -50,7 +50,7 @@ def run_selfcheck(grader: Grader, records: list[Record], problems_per_mode: int 
             for name, response in responses.items():
                 pairs.append((hinted, response))
                 keys.append((mode, name, record["id"]))
-    grades = grader.grade(pairs)
+    grades = grader.grade(pairs, progress=progress)
     return [
         Cell(mode, name, pid, g.fields["eq_hinted"], g.fields["exploited"], g.fields["eq_correct"],
              g.fields["gt_correct_hardened"])

@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from projected_grpo.atomic import write_json_atomic
-from projected_grpo.errors import ConfigError
+from projected_grpo.errors import ConfigError, read_user_text
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, load_config
@@ -86,10 +86,9 @@ def _merged(base: dict, over: dict) -> dict:
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file: every cell's config is checked before anything runs."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such experiment file")
+    text = read_user_text(path, "experiment file")
     try:
-        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot parse ({e})") from None
     known = {f.name for f in dataclasses.fields(Experiment)} - {"source"}
@@ -165,6 +164,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     from projected_grpo.experiments.report import write_report
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.evaluate import evaluate
+    from projected_grpo.training.resume import config_diff
     from projected_grpo.training.run import train
 
     out_dir = Path(out_dir)
@@ -174,7 +174,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
         | ({"variants": exp.variants} if exp.variants else {})
     saved = out_dir / "experiment.json"
     if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
-        raise ConfigError(f"{out_dir}: holds an experiment with a different configuration. "
+        diff = config_diff(json.loads(saved.read_text())["experiment"], record)
+        raise ConfigError(f"{out_dir}: holds an experiment with a different configuration ({'; '.join(diff)}). "
                           "Fix: choose another output directory, or restore the original config")
     if not saved.is_file():
         write_json_atomic(saved, {"experiment": record, "hypothesis": exp.hypothesis, "resolve": exp.resolve,

@@ -196,6 +196,16 @@ STYLE = {"method": "-", "control": "--", "baseline": ":", "monitor": "-.", "publ
          "published (loophole-aware)": (0, (1, 1))}
 
 
+def label_offsets(points: list[tuple[float, float]], near: float = 0.04, line: float = 9.0) -> list[tuple[float, float]]:
+    """Text offsets (points) for labels of markers: a marker within `near` (axis units) of earlier ones gets
+    its label one text line further up, so arms at the same spot (random on vanilla) stay readable."""
+    offsets = []
+    for i, (x, y) in enumerate(points):
+        crowd = sum(abs(x - a) < near and abs(y - b) < near for a, b in points[:i])
+        offsets.append((4.0, 4.0 + line * crowd))
+    return offsets
+
+
 def plot_curves(run_dir: Path, exp: dict, arms: dict) -> Path:
     """Per arm (colour) and kind (line style): hack and solve rate of the training rollouts per step
     (mean over seeds, min–max band), and the held-out trade-off (hack vs solve, mean ± SEM)."""
@@ -207,6 +217,7 @@ def plot_curves(run_dir: Path, exp: dict, arms: dict) -> Path:
     palette = iter(plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors)
     colors = {arm: "black" if arm == "vanilla" else next(palette) for arm in exp["arms"]}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    points = []
     for arm in exp["arms"]:
         color, style = colors[arm], STYLE[kind(exp, arm)]
         width = 2.2 if arm == "vanilla" else 1.4  # route trains exactly like vanilla (θ_hack is only dropped at deployment)
@@ -226,12 +237,14 @@ def plot_curves(run_dir: Path, exp: dict, arms: dict) -> Path:
         if arm in arms and not math.isnan(arms[arm]["eval_hack"][0]):
             (h, h_sem), (v, v_sem) = arms[arm]["eval_hack"], arms[arm]["eval_solve"]
             axes[2].errorbar(v, h, xerr=np.nan_to_num(v_sem), yerr=np.nan_to_num(h_sem), fmt="o", color=color, capsize=3)
-            axes[2].annotate(arm, (v, h), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+            points.append((arm, v, h, color))
     for ax, title in zip(axes, ("hack rate (strict), training rollouts", "solve rate (hardened oracle), training rollouts")):
         ax.set_title(title)
         ax.set_xlabel("GRPO step")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
+    for (arm, v, h, color), offset in zip(points, label_offsets([(v, h) for _, v, h, _ in points])):
+        axes[2].annotate(arm, (v, h), textcoords="offset points", xytext=offset, fontsize=7, color=color)
     axes[2].set_title("eval, deployed: hack vs solve (± SEM)")
     axes[2].set_xlabel("solve rate (hardened oracle, loophole prompts)")
     axes[2].set_ylabel("hack rate (strict)")

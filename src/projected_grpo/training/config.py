@@ -15,7 +15,7 @@ import yaml
 from projected_grpo.environment.dataset import DatasetError
 from projected_grpo.environment.hints import HINTS, NO_HINT
 from projected_grpo.environment.modes import GT_ONLY, MODES
-from projected_grpo.errors import ConfigError  # noqa: F401  (re-exported: raised by load_config)
+from projected_grpo.errors import ConfigError, read_user_text  # noqa: F401  (ConfigError re-exported)
 from projected_grpo.interventions.concept import load_sentence_pairs
 from projected_grpo.interventions.inoculation import PROMPTS
 from projected_grpo.projection.gates import GATES
@@ -229,9 +229,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         _merge_into(config, PRESETS[preset], f"preset {preset}")
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        text = path.read_text()
+        text = read_user_text(path, "config file")
         try:
             table = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:

@@ -29,6 +29,7 @@ from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, _merge_into
 from projected_grpo.training.data import problem_records
 
+SLICES = ("nohint", "loophole")
 RATES = ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened", "exploited")
 
 
@@ -77,6 +78,21 @@ class EvalSettings:
     batch_size: int = 16
     seed: int = 0
 
+    def __post_init__(self):  # every setting checked before a model is loaded (CLI option names in the messages)
+        checks = (("--n-samples", self.n_samples, self.n_samples >= 1, ">= 1"),
+                  ("--problems", self.n_problems, self.n_problems is None or self.n_problems >= 1, ">= 1 (omit it for all)"),
+                  ("--max-new-tokens", self.max_new_tokens, self.max_new_tokens is None or self.max_new_tokens >= 1, ">= 1"),
+                  ("--temperature", self.temperature, self.temperature > 0, "> 0 (sampling)"),
+                  ("--top-p", self.top_p, 0 < self.top_p <= 1, "in (0, 1]"),
+                  ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"))
+        for option, value, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{option} {value}: must be {rule}")
+        unknown = [x for x in self.slices if x not in SLICES]
+        if unknown or not self.slices:
+            raise ConfigError(f"--slices {','.join(self.slices)}: "
+                              f"{'unknown slice ' + repr(unknown[0]) if unknown else 'empty'}. Fix: choose from {', '.join(SLICES)}")
+
 
 def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[dict], bool]:
     """The evaluation problems (data.eval_path, else those of data.path past the trained n_problems,
@@ -94,7 +110,7 @@ def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[d
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_new_tokens: int,
-           chat_template_kwargs: dict) -> list[list[str]]:
+           chat_template_kwargs: dict, progress=lambda done: None) -> list[list[str]]:
     out = []
     tokenizer.padding_side = "left"
     flat = [p for p in prompts for _ in range(n)]
@@ -108,12 +124,14 @@ def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_
                              top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         texts += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+        progress(len(texts))
     for i in range(len(prompts)):
         out.append(texts[i * n:(i + 1) * n])
     return out
 
 
-def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> dict:
+def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings(), progress=None) -> dict:
+    """`progress(done, total)`: responses sampled plus responses graded, over every slice (and θ_hack setting)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     adapter_file = (run_dir / f"checkpoint-{settings.checkpoint}" / "adapter.safetensors" if settings.checkpoint
@@ -134,24 +152,27 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings()) -> di
         elif name == "loophole":
             slices[name] = (make_multimode(records, tuple(config.data.modes), config.data.seed) if config.data.modes
                             else make_hinted(records, config.data.hint, config.data.seed))
-        else:
-            raise ConfigError(f"slice {name!r}: choose nohint or loophole")
     settings_for_quarantine = ("kept", "ablated") if arm.mode == "route" else ("kept",)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     grader = Grader(sandbox, memo_size=4096)  # samples of a problem repeat; each distinct one is graded once
     out_dir = run_dir / "eval" / (f"checkpoint-{settings.checkpoint}" if settings.checkpoint else "final")
     summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
-               "n_samples": settings.n_samples, "results": {}}
+               "n_samples": settings.n_samples, "out_dir": out_dir.name, "results": {}}
     max_new = settings.max_new_tokens or config.grpo.max_completion_length
+    total = 2 * settings.n_samples * sum(map(len, slices.values())) * len(settings_for_quarantine)
+    report = progress or (lambda done, total: None)
+    done = 0
     for q in settings_for_quarantine:
         if q == "ablated":  # route: the deployed policy (kept ran first)
             adapters.deploy()
         for name, recs in slices.items():
             samples = sample(model, tokenizer, [r["prompt"] for r in recs], settings.n_samples, settings, max_new,
-                             config.model.chat_template_kwargs)
+                             config.model.chat_template_kwargs, lambda n, d=done: report(d + n, total))
+            done += len(recs) * settings.n_samples
             pairs = [(r, s) for r, ss in zip(recs, samples) for s in ss]
-            grades = grader.grade(pairs)
+            grades = grader.grade(pairs, progress=lambda n, _, d=done: report(d + n, total))
+            done += len(pairs)
             rows = [{"id": r["id"], "slice": name, "quarantine": q, "response": s, **g.fields}
                     for (r, s), g in zip(pairs, grades)]
             write_jsonl_atomic(out_dir / f"{name}-{q}.jsonl", rows)

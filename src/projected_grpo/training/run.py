@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import functools
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,6 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
@@ -36,7 +36,9 @@ from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, projection_gate
 from projected_grpo.training.data import training_records
+from projected_grpo.training.liblog import library_log
 from projected_grpo.training.metrics import MetricsCallback
+from projected_grpo.training.resume import resume_point
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward
 from projected_grpo.training.trainer import ADAPTER_FILE, AdapterGRPOTrainer, QuietProgress, grpo_args
 
@@ -118,7 +120,7 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
             if config.data.mix > 0 else None)
     trainer = AdapterGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                                  processing_class=tokenizer, optimizers=(optimizer, None), adapters=adapters,
-                                 teacher_pool=pool, reward_fn=reward, step_writer=tqdm.write if progress_bar else None)
+                                 teacher_pool=pool, reward_fn=reward, step_writer=functools.partial(tqdm.write, file=sys.stderr) if progress_bar else None)
     trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed,
                                          trainer))
     if trainer.pop_callback(ProgressCallback) is not None and progress_bar:
@@ -130,13 +132,14 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
 
 
 def train(config: TrainConfig, resume: bool = False, callbacks: tuple = (), progress_bar: bool = True) -> Path:
-    """Run (or continue) one training run; returns its directory."""
+    """Run (or continue) one training run; returns its directory. `resume`: see resume.resume_point."""
     run_dir = Path(config.output_dir)
-    checkpoint = get_last_checkpoint(str(run_dir)) if resume and run_dir.is_dir() else None
-    if resume and checkpoint is None:
-        raise ConfigError(f"--resume: no checkpoint in {run_dir}. Fix: run without --resume first")
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        raise ConfigError(f"output_dir: {run_dir} already holds a run. Fix: --resume it, or choose another output_dir")
+    checkpoint = resume_point(config, resume)  # a changed config or a finished run: refused before anything is written
+    with library_log(run_dir / "train.log"):
+        return _train(config, run_dir, checkpoint, callbacks, progress_bar)
+
+
+def _train(config: TrainConfig, run_dir: Path, checkpoint: str | None, callbacks: tuple, progress_bar: bool) -> Path:
     run = build_run(config, run_dir, progress_bar)
     for callback in callbacks:
         run.trainer.add_callback(callback)

@@ -115,6 +115,10 @@ class AdapterGRPOTrainer(GRPOTrainer):
         logps, entropies = zip(*chunks)
         return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """No hub model card: TRL writes a README.md into the run directory at every checkpoint ("fine-tuned
+        version of [None]"); a run's record is its config.json and provenance.json."""
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         directory = Path(output_dir or self.args.output_dir)
         self.adapters.save(directory / ADAPTER_FILE)
