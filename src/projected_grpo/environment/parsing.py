@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass
 
 _REFERENCE_FENCE = re.compile(r"```(?:python)?\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
@@ -46,9 +47,17 @@ def parse_robust(response: str) -> str | None:
     return "\n\n".join(parsable or blocks)
 
 
+def _parse(code: str) -> ast.Module:
+    """ast.parse without the SyntaxWarnings a model's text triggers (`1st`, invalid escapes): they are
+    about the response, not the user's program, and would only litter the console."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return ast.parse(code)
+
+
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        _parse(code)
         return True
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
@@ -86,7 +95,7 @@ def extract_test_function(program: str | None, name: str) -> TestFunction:
     if program is None:
         return TestFunction("", None, False)
     try:
-        tree = ast.parse(program)
+        tree = _parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return TestFunction("", None, False)
     first = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name), None)
