@@ -22,6 +22,8 @@ def _cell(root: Path, arm: str, seed: int, hack: list[float], cin: list[float] |
     cell.mkdir(parents=True)
     rows = [{"step": i + 1, D.HACK: h} | ({D.CIN: cin[i]} if cin else {}) for i, h in enumerate(hack)]
     (cell / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (cell / "eval" / "final").mkdir(parents=True)
+    (cell / "eval" / "final" / "summary.json").write_text("{}")  # finished: dynamics read finished cells only
 
 
 def test_smoothing_and_first_crossing():
@@ -36,7 +38,10 @@ def test_survival_reports_crossing_steps_and_censors_the_rest(tmp_path):
     _cell(tmp_path, "vanilla", 2, [0.0] * 2 + [1.0] * 13)
     _cell(tmp_path, "erase", 1, [0.0] * 15)
     _cell(tmp_path, "erase", 2, [0.0] * 10 + [1.0] * 5)
-    s = D.survival(tmp_path, exp)
+    running = tmp_path / "cells" / "erase-s3"
+    running.mkdir(parents=True)
+    (running / "metrics.jsonl").write_text(json.dumps({"step": 1, D.HACK: 1.0}) + "\n")
+    s = D.survival(tmp_path, exp | {"seeds": [1, 2, 3]})  # seed 3's cell is still running: left out
     assert s["vanilla"]["crossed_at"] == {1: 8, 2: 4}  # smoothed ≥ 0.5: 3 steps after the jump (2 while the window fills)
     assert s["erase"]["crossed_at"] == {1: None, 2: 13}
     assert s["vanilla"]["surviving"][4] == 0.5 and s["vanilla"]["surviving"][7] == 0.0

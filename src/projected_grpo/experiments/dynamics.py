@@ -22,8 +22,10 @@ CIN = "projection/cin"
 
 
 def series(run_dir: Path, arm: str, seed: int) -> list[dict]:
-    path = run_dir / "cells" / f"{arm}-s{seed}" / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+    """A finished cell's metrics (empty for a cell that is missing or still running, as in the report's table)."""
+    cell = run_dir / "cells" / f"{arm}-s{seed}"
+    done = (cell / "eval" / "final" / "summary.json").is_file()
+    return [json.loads(x) for x in (cell / "metrics.jsonl").read_text().splitlines()] if done else []
 
 
 def smoothed(rows: list[dict], key: str) -> np.ndarray:
