@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,9 @@ def test_long_horizon_matrix_features_run_through_the_runner(tmp_path):
     assert "projection/drift_overlap" in rows[2] and "projection/basis_overlap" not in rows[2]
     vanilla = [json.loads(x) for x in (out / "cells" / "vanilla-s7" / "metrics.jsonl").read_text().splitlines()]
     assert "projection/drift_overlap" in vanilla[2] and "projection/basis_overlap" not in vanilla[2]
-    assert report.index("## Hypothesis") < report.index("| arm | kind |")
+    assert report.index("## Hypothesis") < re.search(r"^\|\s*arm\s*\|\s*kind\s*\|", report, re.M).start()
     for heading in ("erase_refresh delays hacking", "**Resolves as:** its cells cross 50 % later",
-                    "## When each seed starts hacking", "## Held-out hack rate over training", "| step 2 |",
+                    "## When each seed starts hacking", "## Held-out hack rate over training", "step 2",
                     "## Where the update goes", "## Early warning"):
         assert heading in report, heading
     summary = json.loads((out / "summary.json").read_text())
