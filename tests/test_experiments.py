@@ -223,7 +223,12 @@ def test_variants_run_an_arm_with_its_own_settings(tmp_path):
     base, k1, grad = (exp.cell_config(a, 1, tmp_path / a) for a in ("erase", "erase_k1", "random_grad"))
     assert (base.arm, base.basis.k_use, k1.arm, k1.basis.k_use) == ("erase", 4, "erase", 1)
     assert (grad.arm, grad.projection.space, grad.basis.k_use) == ("random", "grad", 4)
-    path.write_text(path.read_text().replace('arm = "erase"', 'arm = "erasee"'))
+    valid = path.read_text()
+    path.write_text(valid.replace('seeds = [1]', 'seeds = [1]\neval_checkpoints = [2]')
+                    .replace('basis = { k_use = 1 }', 'basis = { k_use = 1 }\nsave_every = 3'))
+    with pytest.raises(ConfigError, match="eval_checkpoints.*erase_k1"):  # checked per column: the variant saves every 3
+        load_experiment(path)
+    path.write_text(valid.replace('arm = "erase"', 'arm = "erasee"'))
     with pytest.raises(ConfigError, match=r"variants.erase_k1.*arm"):
         load_experiment(path)
     path.write_text(path.read_text().replace('[variants.erase_k1]\narm = "erasee"', '[variants.erase]\narm = "erase"'))

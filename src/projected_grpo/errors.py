@@ -3,15 +3,15 @@ which field, and the fix, and the CLI prints it as one line with exit code 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ConfigError(ValueError):
     """Invalid configuration: the message names where, which field, and the fix."""
 
 
-def read_user_text(path, what: str) -> str:
+def read_user_text(path: str | Path, what: str) -> str:
     """A user's config / experiment file as text: missing, a directory or not UTF-8 is one ConfigError."""
-    from pathlib import Path
-
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a {what}. Fix: pass the file's path")

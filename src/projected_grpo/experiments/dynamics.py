@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from projected_grpo.experiments.markdown import markdown_table
+from projected_grpo.training.evaluate import eval_summary
 
 WINDOW = 5
 HACK = "labels/hack_strict"
@@ -24,7 +25,7 @@ CIN = "projection/cin"
 def series(run_dir: Path, arm: str, seed: int) -> list[dict]:
     """A finished cell's metrics (empty for a cell that is missing or still running, as in the report's table)."""
     cell = run_dir / "cells" / f"{arm}-s{seed}"
-    done = (cell / "eval" / "final" / "summary.json").is_file()
+    done = eval_summary(cell).is_file()
     return [json.loads(x) for x in (cell / "metrics.jsonl").read_text().splitlines()] if done else []
 
 
@@ -135,7 +136,7 @@ def checkpoint_evals(run_dir: Path, exp: dict) -> dict[str, dict[int, list[float
     for arm in exp["arms"]:
         for seed in exp["seeds"]:
             for c in exp.get("eval_checkpoints", []):
-                path = run_dir / "cells" / f"{arm}-s{seed}" / "eval" / f"checkpoint-{c}" / "summary.json"
+                path = eval_summary(run_dir / "cells" / f"{arm}-s{seed}", c)
                 if path.is_file():
                     res = json.loads(path.read_text())["results"]
                     slice_ = res.get("loophole/ablated") or res.get("loophole/kept")

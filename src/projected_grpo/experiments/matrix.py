@@ -39,7 +39,7 @@ from projected_grpo.errors import ConfigError, read_user_text
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, load_config
-from projected_grpo.training.evaluate import EvalSettings
+from projected_grpo.training.evaluate import EvalSettings, eval_summary
 
 EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalSettings)} - {"checkpoint"}
 
@@ -115,10 +115,10 @@ def load_experiment(path: str | Path) -> Experiment:
     exp = Experiment(**data, source=str(path))
     for arm in exp.arms:
         config = exp.cell_config(arm, exp.seeds[0], Path("cell"))  # fail here, not after the first cells ran
-    bad_ckpt = [c for c in exp.eval_checkpoints if not (isinstance(c, int) and 0 < c < config.steps and c % config.save_every == 0)]
-    if bad_ckpt:
-        raise ConfigError(f"{path}: field 'eval_checkpoints': {bad_ckpt[0]!r} is not a saved checkpoint. Fix: steps "
-                          f"below {config.steps} that are multiples of save_every = {config.save_every}")
+        bad = [c for c in exp.eval_checkpoints if not (isinstance(c, int) and 0 < c < config.steps and c % config.save_every == 0)]
+        if bad:  # per column: a variant may set its own steps / save_every
+            raise ConfigError(f"{path}: field 'eval_checkpoints': {bad[0]!r} is not a saved checkpoint of {arm}. Fix: "
+                              f"steps below {config.steps} that are multiples of save_every = {config.save_every}")
     return exp
 
 
@@ -138,8 +138,7 @@ def cell_name(arm: str, seed: int) -> str:
 
 
 def cell_done(cell_dir: Path, checkpoints: list[int] = ()) -> bool:
-    return all((cell_dir / "eval" / name / "summary.json").is_file()
-               for name in ["final", *(f"checkpoint-{c}" for c in checkpoints)])
+    return all(eval_summary(cell_dir, c).is_file() for c in (None, *checkpoints))
 
 
 def vanilla_probe(out_dir: Path, seed: int) -> Path:
@@ -210,8 +209,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
             bar.set_postfix_str(f"{name} eval")
             settings = exp.eval_settings(config)
             for checkpoint in (None, *exp.eval_checkpoints):
-                name_ = f"checkpoint-{checkpoint}" if checkpoint else "final"
-                if not (cell_dir / "eval" / name_ / "summary.json").is_file():
+                if not eval_summary(cell_dir, checkpoint).is_file():
                     evaluate(cell_dir, dataclasses.replace(settings, checkpoint=checkpoint))
             timings[name] = {"train_s": trained, "eval_s": time.perf_counter() - start - trained}
             write_json_atomic(timings_path, timings)

@@ -25,6 +25,7 @@ from projected_grpo.environment.modes import MODES
 from projected_grpo.experiments.dynamics import dynamics_sections, plot_survival
 from projected_grpo.experiments.markdown import markdown_table
 from projected_grpo.training.arms import ARMS
+from projected_grpo.training.evaluate import eval_summary
 
 TRAIN_KEYS = {"hack": "labels/hack_strict", "hack_loose": "labels/hack_loose", "solve": "labels/correct_hardened"}
 SOLVE = "gt_correct_hardened"  # the hardened oracle; eq_correct is the reference's foolable check
@@ -53,7 +54,7 @@ def cell_numbers(cell_dir: Path, last_k: int) -> dict:
     tail = rows.tail(last_k)
     out = {f"train_{name}": float(tail[key].fill_null(0.0).mean()) if key in tail.columns else 0.0
            for name, key in TRAIN_KEYS.items()}
-    summary = json.loads((cell_dir / "eval" / "final" / "summary.json").read_text())
+    summary = json.loads(eval_summary(cell_dir).read_text())
     res = summary["results"]
     deployed = "ablated" if "loophole/ablated" in res else "kept"  # route deploys with θ_hack = 0
     loophole, nohint = res.get(f"loophole/{deployed}"), res.get(f"nohint/{deployed}")
@@ -90,7 +91,7 @@ def collect(run_dir: Path) -> tuple[dict, dict]:
     for arm in exp["arms"]:
         for seed in exp["seeds"]:
             d = run_dir / "cells" / f"{arm}-s{seed}"
-            if (d / "eval" / "final" / "summary.json").is_file():
+            if eval_summary(d).is_file():
                 cells[(arm, seed)] = cell_numbers(d, exp["last_k"])
     return exp, cells
 

@@ -57,6 +57,11 @@ def summarise(fields: list[dict]) -> dict:
     return out
 
 
+def eval_summary(run_dir: Path, checkpoint: int | None = None) -> Path:
+    """Where `evaluate` writes a run's summary: eval/final/ or eval/checkpoint-N/."""
+    return Path(run_dir) / "eval" / (f"checkpoint-{checkpoint}" if checkpoint else "final") / "summary.json"
+
+
 def load_run_config(run_dir: Path) -> TrainConfig:
     path = run_dir / "config.json"
     if not path.is_file():
@@ -156,7 +161,7 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings(), progr
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     grader = Grader(sandbox, memo_size=4096)  # samples of a problem repeat; each distinct one is graded once
-    out_dir = run_dir / "eval" / (f"checkpoint-{settings.checkpoint}" if settings.checkpoint else "final")
+    out_dir = eval_summary(run_dir, settings.checkpoint).parent
     summary = {"run": str(run_dir), "arm": config.arm, "held_out": held_out, "n_problems": len(records),
                "n_samples": settings.n_samples, "out_dir": out_dir.name, "results": {}}
     max_new = settings.max_new_tokens or config.grpo.max_completion_length
