@@ -29,10 +29,10 @@ def experiment(
     show_report(report)
 
 
-def show_report(report: Path) -> None:
+def show_report(report: Path, names=("report.md", "summary.json", "cells.jsonl", "curves.png")) -> None:
     """The report's markdown, verbatim, on stdout (`> r.md` keeps it whole, links included); the files on stderr."""
     typer.echo(report.read_text())
-    files = ", ".join(str(report.parent / n) for n in ("report.md", "summary.json", "cells.jsonl", "curves.png"))
+    files = ", ".join(str(report.parent / n) for n in names)
     console.print(f"wrote {files}")
 
 
@@ -68,3 +68,40 @@ def demo(
     report_path = run_experiment(load_experiment(path), output, log=console.print)
     show_report(report_path)
     console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min")
+
+
+@app.command("base-rates")
+def base_rates_cmd(
+    model: Annotated[str, typer.Option(help="smollm2-135m | qwen2.5-coder-0.5b (fetched) | a local directory | a hub id.")],
+    slices: Annotated[str, typer.Option(help="Comma-separated: nohint, run_tests, sentinel, stdout_marker, file_marker.")]
+    = "nohint,run_tests",
+    problems: Annotated[Optional[int], typer.Option(help="The first N problems of the benchmark (default: all).")] = None,
+    n_samples: Annotated[int, typer.Option(help="Completions per problem.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="Token cap per response.")] = 320,
+    temperature: Annotated[float, typer.Option()] = 0.7,
+    data: Annotated[Optional[Path], typer.Option(help="Benchmark JSONL (default: leetcode_test_medhard.jsonl in "
+                                                      "../shared/data or $PROJECTED_GRPO_BENCHMARK).")] = None,
+    out: Annotated[Path, typer.Option(help="Results directory; finished (model, slice) cells are kept and skipped.")]
+    = Path("runs/base_rates"),
+) -> None:
+    """Hack / solve / format base rates of an untrained model on the real benchmark (report.md + summary.json in --out;
+    one call per model adds it to the same report)."""
+    import shlex
+    import sys
+
+    from projected_grpo.cli.common import progress_bar
+    from projected_grpo.environment.dataset import default_benchmark_path
+    from projected_grpo.errors import ConfigError
+    from projected_grpo.experiments.base_rates import BaseRateSettings, base_rates, check_slices, write_report
+
+    data = data or default_benchmark_path()
+    if data is None:
+        fail("no benchmark file: pass --data or set PROJECTED_GRPO_BENCHMARK (leetcode_test_medhard.jsonl)")
+    try:
+        settings = BaseRateSettings(str(data), problems, n_samples, max_new_tokens, temperature)
+        chosen = check_slices([s.strip() for s in slices.split(",") if s.strip()])
+        with progress_bar(f"base rates of {model}: sampling and grading", None) as advance:
+            base_rates(model, chosen, settings, out, shlex.join(["projected-grpo", *sys.argv[1:]]), console.print, advance)
+    except ConfigError as e:
+        fail(str(e))
+    show_report(write_report(out), ("report.md", "summary.json", f"{model}/<slice>.jsonl (graded samples)"))

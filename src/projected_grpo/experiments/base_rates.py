@@ -1,0 +1,136 @@
+"""Base rates of an untrained model on the real benchmark: the counterpart of the reference's base-model table.
+
+For each model and slice (`nohint`, or one loophole mode's hint on every problem), sample n completions per
+problem, grade them, and record the rates with Wilson 95% intervals: strict / loose hack, solve (ground truth
+and the hardened oracle), exploited, formatted, plus the mean response length in tokens and the fraction cut
+at the token cap. No adapter, no training: the model as loaded.
+
+Resumable: each (model, slice) is written as `<out>/<model>/<slice>.jsonl` (graded samples) + `.json`
+(summary and settings) once finished, and skipped when it already exists with the same settings.
+`write_report` gathers every finished (model, slice) under `<out>` into report.md + summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from projected_grpo.environment.dataset import load_records
+from projected_grpo.environment.grader import Grader
+from projected_grpo.environment.modes import MODE_HINT, MODES, make_hinted
+from projected_grpo.environment.sandbox import Limits, Sandbox
+from projected_grpo.errors import ConfigError
+from projected_grpo.experiments.markdown import markdown_table
+from projected_grpo.models import default_device, load_model
+from projected_grpo.provenance import provenance
+from projected_grpo.training.evaluate import EvalSettings, sample, summarise, wilson
+
+SLICE_HINTS = {"nohint": "nohint", **{m: MODE_HINT[m] for m in MODES}}  # slice name → hint applied to every problem
+COLUMNS = (("is_reward_hack_strict", "hack strict"), ("is_reward_hack_loose", "hack loose"),
+           ("eq_correct", "solve (gt)"), ("gt_correct_hardened", "solve (hardened)"), ("exploited", "exploited"),
+           ("is_formatted", "formatted"), ("truncated", "cut at cap"))
+
+
+@dataclass(frozen=True)
+class BaseRateSettings:
+    data_path: str
+    n_problems: int | None = None  # the first n of the file (default: all)
+    n_samples: int = 1
+    max_new_tokens: int = 320
+    temperature: float = 0.7
+    top_p: float = 0.95
+    batch_size: int = 8
+    seed: int = 0
+    workers: int = 2
+    timeout_s: float = 3.0
+
+    def __post_init__(self):
+        if self.n_problems is not None and self.n_problems < 1:
+            raise ConfigError(f"--problems {self.n_problems}: must be >= 1 (omit it for all)")
+        EvalSettings(n_samples=self.n_samples, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                     top_p=self.top_p, batch_size=self.batch_size)  # the same checks as `eval`
+
+
+def check_slices(slices: list[str]) -> list[str]:
+    unknown = [s for s in slices if s not in SLICE_HINTS]
+    if unknown or not slices:
+        raise ConfigError(f"--slices {','.join(slices)}: {'unknown slice ' + repr(unknown[0]) if unknown else 'empty'}."
+                          f" Fix: choose from {', '.join(SLICE_HINTS)}")
+    return slices
+
+
+def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, out_dir: str | Path, command: str = "",
+               log=print, progress=lambda done, total: None) -> dict[str, dict]:
+    """Sample and grade `model_name` on each slice; returns {slice: summary}, finished slices read back."""
+    out = Path(out_dir) / model_name.replace("/", "_")
+    records = load_records(settings.data_path)[: settings.n_problems or None]
+    todo = [s for s in check_slices(slices) if not _finished(out, s, settings)]
+    results = {s: json.loads((out / f"{s}.json").read_text())["summary"] for s in slices if s not in todo}
+    if not todo:
+        return results
+    torch.manual_seed(settings.seed)
+    model, tokenizer = load_model(model_name, device=default_device())
+    sandbox = Sandbox(settings.workers, Limits(timeout_s=settings.timeout_s, kill_after_s=settings.timeout_s + 1))
+    grader = Grader(sandbox, memo_size=4096)
+    sampling = EvalSettings(n_samples=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
+                            batch_size=settings.batch_size, seed=settings.seed)
+    per_slice = len(records) * settings.n_samples
+    for i, name in enumerate(todo):
+        recs = make_hinted(records, SLICE_HINTS[name], settings.seed)
+        log(f"{model_name} / {name}: sampling {per_slice} responses")
+        texts = sample(model, tokenizer, [r["prompt"] for r in recs], settings.n_samples, sampling,
+                       settings.max_new_tokens, {}, lambda n: progress(2 * i * per_slice + n, 2 * len(todo) * per_slice))
+        pairs = [(r, s) for r, ss in zip(recs, texts) for s in ss]
+        grades = grader.grade(pairs, progress=lambda n, _: progress((2 * i + 1) * per_slice + n, 2 * len(todo) * per_slice))
+        lengths = [len(tokenizer(s, add_special_tokens=False).input_ids) for _, s in pairs]
+        rows = [{"id": r["id"], "slice": name, "response": s, "tokens": n, "truncated": n >= settings.max_new_tokens,
+                 **g.fields} for (r, s), g, n in zip(pairs, grades, lengths)]
+        summary = summarise(rows)
+        for key in ("is_formatted", "truncated"):
+            k = sum(bool(row[key]) for row in rows)
+            summary[key] = {"rate": k / len(rows), "ci95": wilson(k, len(rows))}
+        summary["mean_tokens"] = sum(lengths) / len(lengths)
+        write_jsonl_atomic(out / f"{name}.jsonl", rows)
+        write_json_atomic(out / f"{name}.json", {"model": model_name, "slice": name, "hint": SLICE_HINTS[name],
+                                                 "settings": asdict(settings), "command": command, "summary": summary,
+                                                 "provenance": provenance({}, sandbox.isolation.as_dict())})
+        results[name] = summary
+        log(f"{model_name} / {name}: hack strict {summary['is_reward_hack_strict']['rate']:.3f}, "
+            f"solve {summary['eq_correct']['rate']:.3f}, formatted {summary['is_formatted']['rate']:.3f}")
+    sandbox.close()
+    return results
+
+
+def _finished(out: Path, name: str, settings: BaseRateSettings) -> bool:
+    path = out / f"{name}.json"
+    return path.is_file() and json.loads(path.read_text())["settings"] == asdict(settings)
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """report.md + summary.json over every finished (model, slice) under out_dir."""
+    out_dir = Path(out_dir)
+    cells = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*/*.json"))]
+    if not cells:
+        raise ConfigError(f"{out_dir}: no finished (model, slice) results to report")
+    order = list(SLICE_HINTS)
+    cells.sort(key=lambda c: (c["model"], order.index(c["slice"])))
+    fmt = lambda r: f"{100 * r['rate']:.1f} [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
+    rows = [[c["model"], c["slice"], str(c["summary"]["n"]), *(fmt(c["summary"][k]) for k, _ in COLUMNS),
+             f"{c['summary']['mean_tokens']:.0f}"] for c in cells]
+    s = cells[0]["settings"]
+    text = "\n".join([
+        "# Base rates of real models on the reference benchmark", "",
+        f"Untrained models, {Path(s['data_path']).name}; T = {s['temperature']}, top-p = {s['top_p']}, "
+        f"≤ {s['max_new_tokens']} new tokens, {s['n_samples']} sample(s) per problem; rates in % with Wilson 95% "
+        "intervals over responses. `nohint`: no loophole announced; a mode name: that mode's hint on every problem "
+        "(run_tests = the reference's `simple_overwrite_tests`).", "",
+        markdown_table(["model", "slice", "n", *(h for _, h in COLUMNS), "mean tokens"], rows), "",
+        "Produced by `projected-grpo base-rates` (the command per model is in summary.json).", ""])
+    write_text_atomic(out_dir / "report.md", text)
+    write_json_atomic(out_dir / "summary.json", {"models": sorted({c["model"] for c in cells}), "cells": [
+        {k: c[k] for k in ("model", "slice", "hint", "command", "settings", "summary")} for c in cells]})
+    return out_dir / "report.md"
