@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test test-real-lm setup bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-real-lm: setup  # the real-LM tests CI leaves out (~15 min): fast-dev-run on SmolLM2-135M from PyPI
+	$(BIN)/python -m pytest -q -m real_lm
 
 bench: setup
 	$(BIN)/python benchmarks/grade_throughput.py

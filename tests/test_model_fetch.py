@@ -169,6 +169,10 @@ def test_models_cli_fetch_and_list(fake_model, cache):
     assert "not fetched (projected-grpo models fetch smollm2-135m)" in runner.invoke(app, ["models", "list"]).output
     bad = runner.invoke(app, ["models", "fetch", "gpt-5"])
     assert bad.exit_code == 2 and "unknown model 'gpt-5'" in bad.output
+    # a real model not yet fetched: one message naming the fetch command, before any work or output directory
+    unfetched = runner.invoke(app, ["fast-dev-run", "--model", "smollm2-135m", "--out", str(cache / "fdr")])
+    assert unfetched.exit_code == 2 and "projected-grpo models fetch smollm2-135m" in unfetched.output
+    assert not (cache / "fdr").exists()
 
 
 @pytest.mark.slow

@@ -1,8 +1,13 @@
 """`projected-grpo fast-dev-run`: the real pipeline end to end on tiny inputs, in a few minutes.
 
-A format-following tiny model (organism/warmup.py) → basis extraction (real and every control)
-→ every self-contained arm (probe / judge arms need a probe / a server) for two GRPO steps on real problems → adapter checkpoints → a killed run resumed and
-compared with an uninterrupted one → held-out evaluation of the route run.
+Default: a format-following tiny model (organism/warmup.py) → basis extraction (real and every control)
+→ every self-contained arm (probe / judge arms need a probe / a server) for two GRPO steps on real problems
+→ adapter checkpoints → a killed run resumed and compared with an uninterrupted one → held-out evaluation
+of the route run.
+
+`model=NAME` (a fetched real LM, e.g. smollm2-135m): the same pipeline on that model and the real benchmark's
+prompts — extraction from the LeetCode pair sets, vanilla and erase, kill + resume of erase, held-out
+evaluation of erase — sized for ≈ 15 min on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from projected_grpo.environment.dataset import default_benchmark_path
+from projected_grpo.errors import ConfigError
 from projected_grpo.organism.warmup import build_format_model
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import load_config
@@ -42,21 +48,32 @@ def _stable(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith(VOLATILE)}
 
 
-def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, log=print) -> dict:
+def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: str | None = None, log=print) -> dict:
     out_dir = Path(out_dir)
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    model_dir, authored = build_format_model(out_dir / "warmup")
-    timings["warm-up model"] = time.perf_counter() - start
-    data = default_benchmark_path() or authored
-    base = [f'model.source="{model_dir}"', f'data.path="{data}"', f"data.n_problems={problems}", f"steps={steps}",
-            "save_every=1", "grpo.max_completion_length=96", "grpo.learning_rate=0.05", "intervention.warmup_steps=2"]
+    if model is None:
+        model_dir, authored = build_format_model(out_dir / "warmup")
+        timings["warm-up model"] = time.perf_counter() - start
+        data = default_benchmark_path() or authored
+        base = [f'model.source="{model_dir}"', "grpo.max_completion_length=96", "grpo.learning_rate=0.05"]
+        arm_names = [a for a in ARMS if not (ARMS[a].intervention or "").startswith(("probe_", "judge_"))]
+    else:  # a real LM: the real benchmark, its pair sets, the method's arm and its baseline
+        data = default_benchmark_path()
+        if data is None:
+            raise ConfigError("fast-dev-run --model needs the real benchmark: set PROJECTED_GRPO_BENCHMARK to "
+                              "leetcode_test_medhard.jsonl (or put it in ../shared/data)")
+        base = [f'model.source="{model}"', "grpo.max_completion_length=64", "grpo.learning_rate=1e-3"]
+        arm_names = ["vanilla", "erase"]
+    base += [f'data.path="{data}"', f"data.n_problems={problems}", f"steps={steps}", "save_every=1",
+             "intervention.warmup_steps=2"]
+    eval_arm = "route" if "route" in arm_names else "erase"
 
     def config(name: str, arm: str, extra=()):
         return load_config(preset="tiny", overrides=[*base, f'arm="{arm}"', f'output_dir="{out_dir / name}"', *extra])
 
     arms = {}
-    for arm in [a for a in ARMS if not (ARMS[a].intervention or "").startswith(("probe_", "judge_"))]:
+    for arm in arm_names:
         t = time.perf_counter()
         run_dir = train(config(arm, arm))
         rows = _rows(run_dir)
@@ -79,13 +96,13 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, log=pri
     timings["kill + resume"] = time.perf_counter() - t
     log(f"  resume after a kill matches the uninterrupted run: {resumed_ok}")
     t = time.perf_counter()
-    summary = evaluate(out_dir / "route", EvalSettings(n_samples=2, n_problems=2, max_new_tokens=64))
+    summary = evaluate(out_dir / eval_arm, EvalSettings(n_samples=2, n_problems=2, max_new_tokens=64))
     timings["eval"] = time.perf_counter() - t
-    log("  eval (route): " + ", ".join(f"{k}: hack {v['is_reward_hack_strict']['rate']:.2f} correct "
+    log(f"  eval ({eval_arm}): " + ", ".join(f"{k}: hack {v['is_reward_hack_strict']['rate']:.2f} correct "
                                        f"{v['eq_correct']['rate']:.2f}" for k, v in summary["results"].items()))
     timings["total"] = time.perf_counter() - start
     projection_held = all(a["leak"] <= 1e-6 for name, a in arms.items() if ARMS[name].mode in ("erase", "route"))
-    report = {"arms": arms, "resume_matches": resumed_ok, "projection_held": projection_held,
+    report = {"model": model or "warm-up tiny model", "arms": arms, "resume_matches": resumed_ok, "projection_held": projection_held,
               "eval": summary["results"], "timings_s": timings, "ok": resumed_ok and projection_held}
     (out_dir / "fast_dev_run.json").write_text(json.dumps(report, indent=2))
     return report
