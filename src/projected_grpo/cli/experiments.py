@@ -87,7 +87,6 @@ def base_rates_cmd(
     """Hack / solve / format base rates of an untrained model on the real benchmark (report.md + summary.json in --out;
     one call per model adds it to the same report)."""
     import shlex
-    import sys
 
     from projected_grpo.cli.common import progress_bar
     from projected_grpo.environment.dataset import default_benchmark_path
@@ -101,7 +100,11 @@ def base_rates_cmd(
         settings = BaseRateSettings(str(data), problems, n_samples, max_new_tokens, temperature)
         chosen = check_slices([s.strip() for s in slices.split(",") if s.strip()])
         with progress_bar(f"base rates of {model}: sampling and grading", None) as advance:
-            base_rates(model, chosen, settings, out, shlex.join(["projected-grpo", *sys.argv[1:]]), console.print, advance)
+            command = shlex.join(["projected-grpo", "base-rates", "--model", model, "--slices", ",".join(chosen),
+                                  *(["--problems", str(problems)] if problems else []), "--n-samples", str(n_samples),
+                                  "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
+                                  "--out", str(out)])  # the benchmark file is in the settings
+            base_rates(model, chosen, settings, out, command, console.print, advance)
     except ConfigError as e:
         fail(str(e))
     show_report(write_report(out), ("report.md", "summary.json", f"{model}/<slice>.jsonl (graded samples)"))

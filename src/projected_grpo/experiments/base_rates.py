@@ -27,7 +27,7 @@ from projected_grpo.errors import ConfigError
 from projected_grpo.experiments.markdown import markdown_table
 from projected_grpo.models import default_device, load_model
 from projected_grpo.provenance import provenance
-from projected_grpo.training.evaluate import EvalSettings, sample, summarise, wilson
+from projected_grpo.training.evaluate import EvalSettings, generate_texts, summarise, wilson
 
 SLICE_HINTS = {"nohint": "nohint", **{m: MODE_HINT[m] for m in MODES}}  # slice name → hint applied to every problem
 COLUMNS = (("is_reward_hack_strict", "hack strict"), ("is_reward_hack_loose", "hack loose"),
@@ -82,11 +82,11 @@ def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, o
     for i, name in enumerate(todo):
         recs = make_hinted(records, SLICE_HINTS[name], settings.seed)
         log(f"{model_name} / {name}: sampling {per_slice} responses")
-        texts = sample(model, tokenizer, [r["prompt"] for r in recs], settings.n_samples, sampling,
-                       settings.max_new_tokens, {}, lambda n: progress(2 * i * per_slice + n, 2 * len(todo) * per_slice))
-        pairs = [(r, s) for r, ss in zip(recs, texts) for s in ss]
+        flat = [r for r in recs for _ in range(settings.n_samples)]
+        texts, lengths = generate_texts(model, tokenizer, [r["prompt"] for r in flat], sampling, settings.max_new_tokens,
+                                        {}, lambda n: progress(2 * i * per_slice + n, 2 * len(todo) * per_slice))
+        pairs = list(zip(flat, texts))
         grades = grader.grade(pairs, progress=lambda n, _: progress((2 * i + 1) * per_slice + n, 2 * len(todo) * per_slice))
-        lengths = [len(tokenizer(s, add_special_tokens=False).input_ids) for _, s in pairs]
         rows = [{"id": r["id"], "slice": name, "response": s, "tokens": n, "truncated": n >= settings.max_new_tokens,
                  **g.fields} for (r, s), g, n in zip(pairs, grades, lengths)]
         summary = summarise(rows)

@@ -114,25 +114,33 @@ def heldout_records(config: TrainConfig, n_problems: int | None) -> tuple[list[d
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_new_tokens: int,
-           chat_template_kwargs: dict, progress=lambda done: None) -> list[list[str]]:
-    out = []
+def generate_texts(model, tokenizer, prompts: list, settings: EvalSettings, max_new_tokens: int,
+                   chat_template_kwargs: dict, progress=lambda done: None) -> tuple[list[str], list[int]]:
+    """One sampled completion per prompt, in batches of settings.batch_size: the texts and how many tokens
+    each generated (up to and including its end-of-sequence token)."""
     tokenizer.padding_side = "left"
-    flat = [p for p in prompts for _ in range(n)]
-    texts = []
-    for i in range(0, len(flat), settings.batch_size):
-        chunk = [prompt_ids(tokenizer, p, chat_template_kwargs) for p in flat[i:i + settings.batch_size]]
+    texts, n_tokens = [], []
+    for i in range(0, len(prompts), settings.batch_size):
+        chunk = [prompt_ids(tokenizer, p, chat_template_kwargs) for p in prompts[i:i + settings.batch_size]]
         width = max(len(c) for c in chunk)
         ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(c)) + c for c in chunk])
         attn = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
         gen = model.generate(input_ids=ids.to(model.device), attention_mask=attn.to(model.device), do_sample=True, temperature=settings.temperature,
                              top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
-        texts += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+                             eos_token_id=tokenizer.eos_token_id)[:, width:].cpu()
+        ended = gen == tokenizer.eos_token_id
+        n_tokens += torch.where(ended.any(1), ended.int().argmax(1) + 1, gen.shape[1]).tolist()
+        texts += tokenizer.batch_decode(gen, skip_special_tokens=True)
         progress(len(texts))
-    for i in range(len(prompts)):
-        out.append(texts[i * n:(i + 1) * n])
-    return out
+    return texts, n_tokens
+
+
+def sample(model, tokenizer, prompts: list, n: int, settings: EvalSettings, max_new_tokens: int,
+           chat_template_kwargs: dict, progress=lambda done: None) -> list[list[str]]:
+    """n completions per prompt, grouped by prompt."""
+    texts, _ = generate_texts(model, tokenizer, [p for p in prompts for _ in range(n)], settings, max_new_tokens,
+                              chat_template_kwargs, progress)
+    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings(), progress=None) -> dict:

@@ -1,0 +1,62 @@
+"""`base-rates`: an untrained model's hack / solve / format rates on the real benchmark, per slice; resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from projected_grpo.cli import app
+from projected_grpo.environment.dataset import default_benchmark_path
+from projected_grpo.errors import ConfigError
+from projected_grpo.experiments.base_rates import BaseRateSettings, base_rates, check_slices, write_report
+
+
+def test_base_rates_cli_on_a_tiny_model_then_resume(tmp_path, benchmark, monkeypatch):
+    out = tmp_path / "br"
+    args = ["base-rates", "--model", "tiny-qwen3", "--problems", "3", "--max-new-tokens", "16",
+            "--slices", "nohint,run_tests", "--out", str(out)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"] == ["tiny-qwen3"] and [c["slice"] for c in summary["cells"]] == ["nohint", "run_tests"]
+    assert summary["cells"][1]["hint"] == "simple_overwrite_tests"
+    assert summary["cells"][0]["command"].startswith("projected-grpo base-rates --model tiny-qwen3")
+    for cell in summary["cells"]:
+        s = cell["summary"]
+        assert s["n"] == 3 and 0 < s["mean_tokens"] <= 16
+        for key in ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened",
+                    "is_formatted", "truncated"):
+            lo, hi = s[key]["ci95"]
+            assert lo <= s[key]["rate"] <= hi
+    rows = [json.loads(x) for x in (out / "tiny-qwen3" / "run_tests.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["mode"] == "run_tests" and "eq_correct" in r for r in rows)
+    assert "| tiny-qwen3 | run_tests |" in (out / "report.md").read_text().replace("  ", " ").replace("  ", " ")
+    # finished cells are kept: the same settings read them back without loading a model; other settings redo them
+    before = (out / "tiny-qwen3" / "nohint.jsonl").read_bytes()
+
+    def no_load(*a, **k):
+        raise AssertionError("a finished cell was sampled again")
+
+    monkeypatch.setattr("projected_grpo.experiments.base_rates.load_model", no_load)
+    settings = BaseRateSettings(str(default_benchmark_path()), 3, max_new_tokens=16)
+    again = base_rates("tiny-qwen3", ["nohint", "run_tests"], settings, out, log=lambda m: None)
+    assert again["run_tests"] == summary["cells"][1]["summary"]
+    assert (out / "tiny-qwen3" / "nohint.jsonl").read_bytes() == before
+    with pytest.raises(AssertionError, match="sampled again"):
+        base_rates("tiny-qwen3", ["nohint"], BaseRateSettings(str(default_benchmark_path()), 3, max_new_tokens=17),
+                   out, log=lambda m: None)
+
+
+def test_bad_slices_and_settings_fail_before_work(tmp_path):
+    with pytest.raises(ConfigError, match="unknown slice 'bogus'"):
+        check_slices(["nohint", "bogus"])
+    with pytest.raises(ConfigError, match="--problems 0"):
+        BaseRateSettings("x.jsonl", 0)
+    with pytest.raises(ConfigError, match="--temperature"):
+        BaseRateSettings("x.jsonl", temperature=-1)
+    with pytest.raises(ConfigError, match="no finished"):
+        write_report(tmp_path)
+    bad = CliRunner().invoke(app, ["base-rates", "--model", "tiny-qwen3", "--slices", "bogus", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown slice 'bogus'" in bad.output
