@@ -397,6 +397,15 @@ def test_extract_and_eval_show_progress_with_an_eta(tiny_run, tmp_path):
     assert "| slice / θ_hack |" in run.stdout and "eval/final" in run.stderr
 
 
+def test_organism_build_shows_sft_progress_with_an_eta(tmp_path):
+    small = ["--set", "n_train=16", "--set", "n_eval=6", "--set", "n_pair_problems=4", "--set", "vocab_size=400",
+             "--set", "hidden=32", "--set", "layers=1", "--set", "sft_steps=30", "--set", "prior_samples=1"]
+    run = cli("organism", "build", *small, env={"PROJECTED_GRPO_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "supervised fine-tuning" in run.stderr and "30/30" in run.stderr and "ETA" in run.stderr
+    assert "measuring its priors" in run.stderr and "priors on 6 held-out problems" in run.stdout
+
+
 def test_extraction_forward_count_is_the_passes_the_model_runs(tmp_path):
     """The extract bar's total (directions.store.extraction_forwards) against the forward passes actually run."""
     from projected_grpo.adapters.attach import AdapterConfig, attach_adapters

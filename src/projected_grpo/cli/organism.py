@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from projected_grpo.cli.common import Force, app, check_output, console, fail
+from projected_grpo.cli.common import Force, app, check_output, console, fail, progress_bar
 
 organism_app = typer.Typer(help="The CPU model organism of reward hacking.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
@@ -38,7 +38,8 @@ def organism_build(
             fail(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
         values[key] = json.loads(raw)
     start = time.perf_counter()
-    organism, cached = ensure_organism(OrganismConfig(**values), log=console.print, rebuild=rebuild)
+    with progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) as advance:
+        organism, cached = ensure_organism(OrganismConfig(**values), log=console.print, rebuild=rebuild, progress=advance)
     info = organism.info()
     console.print(f"{'loaded' if cached else 'built'} {organism.root} in {time.perf_counter() - start:.0f}s "
                   f"(model {info['n_parameters'] / 1e6:.2f}M parameters, hash {info['model_hash']})")
@@ -96,7 +97,8 @@ def probe_train(
     if not (run_dir / "rollouts.jsonl").is_file():
         fail(f"{run_dir}: no rollouts.jsonl — train a run first (e.g. the vanilla arm)")
     try:
-        probe = probe_from_run(run_dir, layer, kind, target_fpr, seed)
+        with progress_bar("probe: base-model activations of the run's rollouts", None) as advance:
+            probe = probe_from_run(run_dir, layer, kind, target_fpr, seed, progress=advance)
     except ValueError as e:
         fail(str(e))
     probe.save(out)

@@ -32,8 +32,8 @@ def default_layer(model) -> int:
 
 @torch.no_grad()
 def response_means(model, tokenizer, prompts, completions, layer: int, batch_size: int = 8,
-                   chat_template_kwargs: dict | None = None) -> Float[Tensor, "n d"]:
-    """Mean hidden state `hidden_states[layer]` over each completion's tokens."""
+                   chat_template_kwargs: dict | None = None, progress=lambda done, total: None) -> Float[Tensor, "n d"]:
+    """Mean hidden state `hidden_states[layer]` over each completion's tokens (`progress(done, total)` per batch)."""
     out = []
     device = next(model.parameters()).device
     for i in range(0, len(completions), batch_size):
@@ -43,6 +43,7 @@ def response_means(model, tokenizer, prompts, completions, layer: int, batch_siz
         h = hidden.hidden_states[layer].float()
         mask = comp.to(device).float()[..., None]
         out.append(((h * mask).sum(1) / mask.sum(1)).cpu())
+        progress(min(i + batch_size, len(completions)), len(completions))
     return torch.cat(out)
 
 

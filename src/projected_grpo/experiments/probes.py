@@ -15,7 +15,7 @@ from projected_grpo.training.evaluate import load_run_config
 
 
 def probe_from_run(run_dir: str | Path, layer: int | None = None, kind: str = "logistic", target_fpr: float = 0.05,
-                   seed: int = 0, max_rollouts: int = 2000) -> Probe:
+                   seed: int = 0, max_rollouts: int = 2000, progress=lambda done, total: None) -> Probe:
     """Train a probe on a finished run's labelled rollouts (its rollouts.jsonl, strict labels), with
     the base model's activations (adapters absent) on the prompts the run trained on."""
     run_dir = Path(run_dir)
@@ -26,7 +26,7 @@ def probe_from_run(run_dir: str | Path, layer: int | None = None, kind: str = "l
     rows = [json.loads(x) for x in (run_dir / "rollouts.jsonl").read_text().splitlines()]
     rows = random.Random(seed).sample(rows, min(len(rows), max_rollouts))
     acts = response_means(model, tokenizer, [prompts[r["id"]] for r in rows], [r["response"] for r in rows], layer,
-                          batch_size=16, chat_template_kwargs=config.model.chat_template_kwargs)
+                          batch_size=16, chat_template_kwargs=config.model.chat_template_kwargs, progress=progress)
     probe = train_probe(acts, [bool(r["is_reward_hack_strict"]) for r in rows], layer, kind, target_fpr, seed)
     probe.metrics["source_run"] = str(run_dir)
     return probe

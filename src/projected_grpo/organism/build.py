@@ -159,8 +159,8 @@ def measure_priors(model, tokenizer, records: list[dict], c: OrganismConfig, gra
     return out
 
 
-def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print) -> Organism:
-    """Build into `root` (through a temporary sibling, renamed when complete)."""
+def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print, progress=lambda done, total: None) -> Organism:
+    """Build into `root` (through a temporary sibling, renamed when complete); `progress(done, total)` over SFT steps."""
     start = time.perf_counter()
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -177,7 +177,7 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print) -> Organis
         f"{len(train)} train / {len(held)} held-out problems, SFT {c.sft_steps} steps × {c.sft_batch}")
     t0 = time.perf_counter()
     losses = supervised_finetune(model, tokenizer, prompts, completions, steps=c.sft_steps, lr=c.sft_lr,
-                                 batch_size=c.sft_batch, seed=c.seed, in_order=True)
+                                 batch_size=c.sft_batch, seed=c.seed, in_order=True, progress=progress)
     sft_s = time.perf_counter() - t0
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
@@ -187,6 +187,7 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print) -> Organis
     write_jsonl_atomic(tmp / "pairs_mechanism.jsonl", mechanism)
     write_jsonl_atomic(tmp / "pairs_placebo.jsonl", placebo)
     max_new = max(len(tokenizer(t)["input_ids"]) for t in completions[:2000]) + 16
+    log(f"organism: SFT done in {time.perf_counter() - t0:.0f}s; measuring its priors with the real grader")
     t0 = time.perf_counter()
     priors = measure_priors(model, tokenizer, held, c, Grader(sandbox), max_new)
     write_json_atomic(tmp / "priors.json", priors)
@@ -206,7 +207,7 @@ def organism_dir(c: OrganismConfig, cache_dir: Path | None = None) -> Path:
 
 
 def ensure_organism(c: OrganismConfig = OrganismConfig(), cache_dir: Path | None = None, sandbox: Sandbox | None = None,
-                    log=print, rebuild: bool = False) -> tuple[Organism, bool]:
+                    log=print, rebuild: bool = False, progress=lambda done, total: None) -> tuple[Organism, bool]:
     """(organism, whether it was already built): load from the cache, or build it once."""
     root = organism_dir(c, cache_dir)
     if (root / "organism.json").is_file() and not rebuild:
@@ -214,7 +215,7 @@ def ensure_organism(c: OrganismConfig = OrganismConfig(), cache_dir: Path | None
     own = sandbox is None
     sandbox = sandbox or Sandbox(2, Limits())
     try:
-        return build(c, root, sandbox, log), False
+        return build(c, root, sandbox, log, progress), False
     finally:
         if own:
             sandbox.close()

@@ -12,7 +12,8 @@ from projected_grpo.directions.tokens import completion_batch, completion_nll
 
 
 def supervised_finetune(model, tokenizer, prompts: list, completions: list[str], steps: int, lr: float = 3e-3,
-                        batch_size: int = 8, seed: int = 0, in_order: bool = False) -> list[float]:
+                        batch_size: int = 8, seed: int = 0, in_order: bool = False,
+                        progress=lambda done, total: None) -> list[float]:
     """Train all of `model`'s parameters for `steps` batches; returns losses. Batches are drawn with a
     seeded RNG, or (`in_order`, for data already sampled fresh per step) taken in order under a cosine
     learning-rate decay."""
@@ -38,5 +39,6 @@ def supervised_finetune(model, tokenizer, prompts: list, completions: list[str],
         if schedule is not None:
             schedule.step()
         losses.append(float(loss.detach()))
+        progress(step + 1, steps)
     model.eval()
     return losses
