@@ -170,9 +170,9 @@ def measure_kind(label: str, config: AdapterConfig, cfg: dict, layers: int, devi
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    t = time.perf_counter()
+    baseline, t = gib(device), time.perf_counter()  # baseline: what earlier kinds left allocated (0 expected)
     model = build_model(SHAPES[cfg["shape"]], layers, device, cfg["dtype"])
-    out = {"kind": config.kind, "rank": config.rank, "build_s": time.perf_counter() - t,
+    out = {"kind": config.kind, "rank": config.rank, "baseline_gib": baseline, "build_s": time.perf_counter() - t,
            "parameters": sum(p.numel() for p in model.parameters()), "weights_gib": gib(device)}
     t = time.perf_counter()
     adapters = attach_adapters(model, config, cache_dir=cache)
@@ -181,6 +181,8 @@ def measure_kind(label: str, config: AdapterConfig, cfg: dict, layers: int, devi
     out["generation"] = measure_generation(model, cfg, device)
     out["peak_attach_and_generation_gib"] = gib(device, peak=True)
     out["train_step"] = measure_steps(model, adapters, cfg, device)
+    peaks = (out["peak_attach_and_generation_gib"], out["train_step"]["peak_train_gib"])
+    out["peak_gib"] = None if device.type != "cuda" else max(peaks)
     print(f"  {label:20s} attach {out['attach_s']:.1f}s  gen {out['generation']['tokens_per_s']:.0f} tok/s  "
           f"erase/vanilla {out['train_step']['erase_over_vanilla']:.3f}  projection/fwd+bwd "
           f"{out['train_step']['projection_fraction_of_forward_backward']:.4f}  peak train "
