@@ -101,6 +101,20 @@ def analytic_bytes(shape: dict, layers: int, dtype: torch.dtype, top_m: int, ran
             "svd_full_rank_extra_over_adapted_weights": svd(10**9) / weights}
 
 
+def measure_svd(shape: dict, device: torch.device) -> dict:
+    """Seconds for one fp32 SVD of the largest adapted weight shape: on the CPU (where δS's set-up does it
+    today, layers.weight_svd) and, on a card, there too — the δS set-up's largest cost."""
+    _, o, i = max(module_shapes(shape), key=lambda m: m[1] * m[2])
+    w = torch.randn(o, i, generator=torch.Generator().manual_seed(3))
+    out = {"shape": [o, i], "cpu_s": timed(lambda: torch.linalg.svd(w, full_matrices=False), torch.device("cpu")),
+           "cpu_threads": torch.get_num_threads(), "device_s": None}
+    if device.type == "cuda":
+        torch.linalg.svd(torch.randn(64, 64, device=device), full_matrices=False)  # warm-up (cuSOLVER handles)
+        w = w.to(device)
+        out["device_s"] = timed(lambda: torch.linalg.svd(w, full_matrices=False), device)
+    return out
+
+
 def build_model(shape: dict, layers: int, device: torch.device, dtype: torch.dtype):
     """A Qwen3 causal LM with random weights, built directly on `device` in `dtype`."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -128,15 +142,14 @@ def measure_generation(model, cfg: dict, device: torch.device) -> dict:
 
 def measure_steps(model, adapters, cfg: dict, device: torch.device) -> dict:
     """Forward + backward of a GRPO-style loss, then plain AdamW / vanilla (measure) / erase steps on the
-    same gradients, interleaved; medians over `reps`."""
+    same gradients, interleaved; medians over `reps`. Peak memory: the first forward + backward + erase step,
+    with one optimizer's state as in training (the two timed beside it are created after)."""
     basis = random_basis({n: m.trainable.numel() for n, m in adapters}, k=12, seed=0)
 
     def projecting(mode: str):
         inner = torch.optim.AdamW(adapters.trainable_parameters(), lr=1e-5)
         return ProjectingOptimizer(inner, modules_from_adapters(adapters, basis.vectors), ProjectionConfig(mode, "update"))
 
-    optimizers = {"plain_adamw": torch.optim.AdamW(adapters.trainable_parameters(), lr=1e-5),
-                  "vanilla_measure": projecting("measure"), "erase": projecting("erase")}
     gen = torch.Generator().manual_seed(2)
     ids = torch.randint(0, model.config.vocab_size, (cfg["batch"], cfg["seq"]), generator=gen).to(device)
     advantages = torch.randn(cfg["batch"], generator=gen).to(device)
@@ -149,9 +162,14 @@ def measure_steps(model, adapters, cfg: dict, device: torch.device) -> dict:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    forward_backward()  # warm-up; the optimizers' state is created on their first step
-    for opt in optimizers.values():
-        opt.step()
+    erase = projecting("erase")
+    forward_backward()  # warm-up; an optimizer's state is created on its first step
+    erase.step()
+    peak = gib(device, peak=True)
+    optimizers = {"plain_adamw": torch.optim.AdamW(adapters.trainable_parameters(), lr=1e-5),
+                  "vanilla_measure": projecting("measure"), "erase": erase}
+    for name in ("plain_adamw", "vanilla_measure"):
+        optimizers[name].step()
     rows = {"forward_backward": [], **{name: [] for name in optimizers}}
     for _ in range(cfg["reps"]):
         rows["forward_backward"].append(timed(forward_backward, device))
@@ -163,7 +181,7 @@ def measure_steps(model, adapters, cfg: dict, device: torch.device) -> dict:
             "step_vanilla_s": fb + med["vanilla_measure_s"], "step_erase_s": fb + med["erase_s"],
             "erase_over_vanilla": (fb + med["erase_s"]) / (fb + med["vanilla_measure_s"]),
             "projection_fraction_of_forward_backward": (med["erase_s"] - med["plain_adamw_s"]) / fb,
-            "peak_train_gib": gib(device, peak=True)}
+            "peak_train_gib": peak}
 
 
 def measure_kind(label: str, config: AdapterConfig, cfg: dict, layers: int, device: torch.device, cache: Path) -> dict:
@@ -214,7 +232,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("out", nargs="?", help=f"output JSON (default {DEFAULT_OUT}; required with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="CPU, fp32, tiny shapes: a check of the check")
     ap.add_argument("--layers", type=int, help="decoder layers (default: the shape's, 36 for Qwen3-4B)")
-    ap.add_argument("--kinds", default="svd,svd_top,fixed_a_lora,peft_lora", help="adapter kinds to measure")
+    ap.add_argument("--kinds", default="fixed_a_lora,peft_lora,svd,svd_top",
+                    help="adapter kinds to measure, in order (δS last: its SVD set-up is the slowest part)")
     ap.add_argument("--skip-fast-dev-run", action="store_true")
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "gpu"
@@ -240,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         result["fast_dev_run"] = run_fast_dev_run(device)
         print(f"  fast-dev-run ok: {result['fast_dev_run']['ok']}", flush=True)
+    result["svd_one_matrix"] = measure_svd(shape, device)
     write_json_atomic(out_path, result)
     configs = {"svd": ("svd_full_rank", AdapterConfig("svd")),
                "svd_top": (f"svd_top{cfg['top_m']}", AdapterConfig("svd", rank=cfg["top_m"])),

@@ -37,7 +37,8 @@ def test_smoke_mode_writes_sane_figures(tmp_path):
     assert d["mode"] == "smoke" and d["device"] == "cpu" and d["device_name"] is None and d["dtype"] == "float32"
     assert "skipped" in d["fast_dev_run"]
     assert d["provenance"]["versions"]["torch"] and d["total_s"] > 0
-    assert set(d["kinds"]) == {"svd_full_rank", "svd_top8", "fixed_a_lora_r4", "peft_lora_r4"}
+    assert list(d["kinds"]) == ["fixed_a_lora_r4", "peft_lora_r4", "svd_full_rank", "svd_top8"]  # δS last
+    assert d["svd_one_matrix"]["cpu_s"] > 0 and d["svd_one_matrix"]["device_s"] is None
     for label, k in d["kinds"].items():
         assert k["adapted_modules"] == 14 and k["trainable"] > 0 and k["attach_s"] >= 0, label
         assert k["generation"]["tokens_per_s"] > 0 and k["generation"]["new_tokens"] == 8, label
