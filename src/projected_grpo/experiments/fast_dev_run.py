@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -48,7 +49,9 @@ def _stable(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith(VOLATILE)}
 
 
-def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: str | None = None, log=print) -> dict:
+def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: str | None = None, log=print,
+                 extra_overrides: Sequence[str] = ()) -> dict:
+    """`extra_overrides`: config overrides appended to every run's (e.g. `model.dtype="bfloat16"` on a GPU)."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -66,7 +69,7 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: 
         base = [f'model.source="{model}"', "grpo.max_completion_length=64", "grpo.learning_rate=1e-3"]
         arm_names = ["vanilla", "erase"]
     base += [f'data.path="{data}"', f"data.n_problems={problems}", f"steps={steps}", "save_every=1",
-             "intervention.warmup_steps=2"]
+             "intervention.warmup_steps=2", *extra_overrides]
     eval_arm = "route" if "route" in arm_names else "erase"
 
     def config(name: str, arm: str, extra=()):
