@@ -301,6 +301,21 @@ def test_basis_cache_key_covers_every_weight_byte_the_tokenizer_and_the_chat_tem
     assert key() != base
 
 
+def test_training_seeds_share_a_basis_unless_the_seed_draws_a_trainable_tensor(tmp_path, small_pairs):
+    """A run's seed is in its AdapterConfig; it changes nothing δS extracts from (δS starts at zero), so its
+    seeds share one cached basis; LoRA's A is drawn from the seed (fixed-A's is a buffer, PEFT's trainable)."""
+    from projected_grpo.directions.store import basis_key
+
+    def key(kind: str, seed: int, rank: int | None = None) -> str:
+        model, tokenizer = load_model("tiny-qwen3")
+        adapters = attach_adapters(model, AdapterConfig(kind, rank=rank, seed=seed), cache_dir=tmp_path)
+        return basis_key(small_pairs, adapters, tokenizer, "gradient", ExtractionConfig(k=2), {})
+
+    assert key("svd", 41) == key("svd", 42)
+    assert key("fixed_a_lora", 41, 4) != key("fixed_a_lora", 42, 4)
+    assert key("peft_lora", 41, 4) != key("peft_lora", 42, 4)
+
+
 def test_peft_lora_factors_train_in_fp32_on_a_bf16_model():
     model, _ = load_model("tiny-qwen3", dtype=torch.bfloat16)
     adapters = attach_adapters(model, AdapterConfig("peft_lora", rank=4))

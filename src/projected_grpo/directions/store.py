@@ -30,7 +30,10 @@ def model_fingerprint(adapters: Adapters) -> str:
     memo = getattr(adapters, "_fingerprint", None)
     if memo is not None and memo[0] == versions:
         return memo[1]
-    h = hashlib.sha256(json.dumps(asdict(adapters.config), sort_keys=True).encode())
+    config = asdict(adapters.config)
+    if adapters.config.kind == "svd":  # δS starts at zero: the seed (which draws LoRA's A) changes nothing, so
+        config.pop("seed")             # a run's seeds share one basis
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, p in frozen:
         t = p.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
