@@ -15,6 +15,17 @@ from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.sandbox import Sandbox
 
 
+def pytest_collection_modifyitems(config, items):
+    """real_lm tests (a real LM from PyPI through the pipeline, minutes) are deselected — not skipped — unless
+    the -m expression names them (`make test-real-lm`), whatever other -m a user passes."""
+    if "real_lm" in (config.option.markexpr or ""):
+        return
+    keep = [item for item in items if item.get_closest_marker("real_lm") is None]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def benchmark():
     path = default_benchmark_path()

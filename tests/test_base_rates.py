@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from projected_grpo.cli import app
 from projected_grpo.environment.dataset import default_benchmark_path
 from projected_grpo.errors import ConfigError
-from projected_grpo.experiments.base_rates import BaseRateSettings, base_rates, check_slices, write_report
+from projected_grpo.experiments.base_rates import (BaseRateSettings, base_rates, check_slices, model_dirname,
+                                                   write_report)
 
 
 def test_base_rates_cli_on_a_tiny_model_then_resume(tmp_path, benchmark, monkeypatch):
@@ -40,18 +41,32 @@ def test_base_rates_cli_on_a_tiny_model_then_resume(tmp_path, benchmark, monkeyp
         raise AssertionError("a finished cell was sampled again")
 
     monkeypatch.setattr("projected_grpo.experiments.base_rates.load_model", no_load)
-    settings = BaseRateSettings(str(default_benchmark_path()), 3, max_new_tokens=16)
+    settings = BaseRateSettings(str(default_benchmark_path().resolve()), 3, max_new_tokens=16)
     again = base_rates("tiny-qwen3", ["nohint", "run_tests"], settings, out, log=lambda m: None)
     assert again["run_tests"] == summary["cells"][1]["summary"]
     assert (out / "tiny-qwen3" / "nohint.jsonl").read_bytes() == before
     with pytest.raises(AssertionError, match="sampled again"):
-        base_rates("tiny-qwen3", ["nohint"], BaseRateSettings(str(default_benchmark_path()), 3, max_new_tokens=17),
+        base_rates("tiny-qwen3", ["nohint"], BaseRateSettings(str(default_benchmark_path().resolve()), 3, max_new_tokens=17),
                    out, log=lambda m: None)
+
+
+def test_report_puts_settings_that_differ_in_columns_and_reads_only_cells(tmp_path, benchmark):
+    data = str(default_benchmark_path())
+    for model, cap in (("tiny-qwen3", 8), ("tiny-llama", 12)):
+        base_rates(model, ["nohint"], BaseRateSettings(data, 2, max_new_tokens=cap), tmp_path, log=lambda m: None)
+    (tmp_path / "a-run").mkdir()
+    (tmp_path / "a-run" / "config.json").write_text("{}")  # not a cell: ignored
+    text = (write_report(tmp_path)).read_text()
+    assert "| max_new_tokens |" in text.replace("  ", " ").replace("  ", " ")
+    assert "temperature = 0.7" in text and "max_new_tokens = " not in text
+    assert [c["model"] for c in json.loads((tmp_path / "summary.json").read_text())["cells"]] == ["tiny-llama", "tiny-qwen3"]
 
 
 def test_bad_slices_and_settings_fail_before_work(tmp_path):
     with pytest.raises(ConfigError, match="unknown slice 'bogus'"):
         check_slices(["nohint", "bogus"])
+    assert check_slices(["run_tests", "nohint", "run_tests"]) == ["run_tests", "nohint"]
+    assert model_dirname("org/x") == "org_x" and model_dirname("..") == "model"
     with pytest.raises(ConfigError, match="--problems 0"):
         BaseRateSettings("x.jsonl", 0)
     with pytest.raises(ConfigError, match="--temperature"):
@@ -60,3 +75,13 @@ def test_bad_slices_and_settings_fail_before_work(tmp_path):
         write_report(tmp_path)
     bad = CliRunner().invoke(app, ["base-rates", "--model", "tiny-qwen3", "--slices", "bogus", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown slice 'bogus'" in bad.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    bad = CliRunner().invoke(app, ["base-rates", "--model", "tiny-qwen3", "--data", str(broken), "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "broken.jsonl" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_model_that_cannot_load_is_one_clear_error(tmp_path, benchmark):
+    bad = CliRunner().invoke(app, ["base-rates", "--model", str(tmp_path / "no-such-model"), "--problems", "1",
+                                   "--out", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "cannot load it" in bad.output and "models list" in bad.output

@@ -88,23 +88,31 @@ def base_rates_cmd(
     one call per model adds it to the same report)."""
     import shlex
 
+    from huggingface_hub.errors import HFValidationError
+
     from projected_grpo.cli.common import progress_bar
-    from projected_grpo.environment.dataset import default_benchmark_path
+    from projected_grpo.environment.dataset import DatasetError, default_benchmark_path, load_records
     from projected_grpo.errors import ConfigError
-    from projected_grpo.experiments.base_rates import BaseRateSettings, base_rates, check_slices, write_report
+    from projected_grpo.experiments.base_rates import (BaseRateSettings, base_rates, check_slices, model_dirname,
+                                                       write_report)
 
     data = data or default_benchmark_path()
     if data is None:
         fail("no benchmark file: pass --data or set PROJECTED_GRPO_BENCHMARK (leetcode_test_medhard.jsonl)")
     try:
-        settings = BaseRateSettings(str(data), problems, n_samples, max_new_tokens, temperature)
+        load_records(data)  # a bad file fails here, before a model loads
+        settings = BaseRateSettings(str(Path(data).resolve()), problems, n_samples, max_new_tokens, temperature)
         chosen = check_slices([s.strip() for s in slices.split(",") if s.strip()])
+        command = shlex.join(["projected-grpo", "base-rates", "--model", model, "--slices", ",".join(chosen),
+                              *(["--problems", str(problems)] if problems else []), "--n-samples", str(n_samples),
+                              "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
+                              "--out", str(out)])  # the benchmark file is in the settings
         with progress_bar(f"base rates of {model}: sampling and grading", None) as advance:
-            command = shlex.join(["projected-grpo", "base-rates", "--model", model, "--slices", ",".join(chosen),
-                                  *(["--problems", str(problems)] if problems else []), "--n-samples", str(n_samples),
-                                  "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
-                                  "--out", str(out)])  # the benchmark file is in the settings
             base_rates(model, chosen, settings, out, command, console.print, advance)
-    except ConfigError as e:
+        report = write_report(out)
+    except (ConfigError, DatasetError) as e:
         fail(str(e))
-    show_report(write_report(out), ("report.md", "summary.json", f"{model}/<slice>.jsonl (graded samples)"))
+    except (OSError, HFValidationError) as e:  # from_pretrained: not a fetched model, directory, .gguf or hub id
+        fail(f"--model {model}: cannot load it ({str(e).splitlines()[0]}). Fix: pass a fetched model "
+             "(projected-grpo models list), a model directory, a .gguf file, or a hub id (online only)")
+    show_report(report, ("report.md", "summary.json", f"{model_dirname(model)}/<slice>.jsonl (graded samples)"))

@@ -25,10 +25,11 @@ def organism_build(
 
     Deterministic given its configuration; cached under $PROJECTED_GRPO_CACHE/organism/<hash of the config>.
     """
+    import contextlib
     import dataclasses
     import json
 
-    from projected_grpo.organism.build import OrganismConfig, ensure_organism, format_priors
+    from projected_grpo.organism.build import OrganismConfig, ensure_organism, format_priors, organism_dir
 
     fields = {f.name: f.type for f in dataclasses.fields(OrganismConfig)}
     values: dict = {"seed": seed}
@@ -38,8 +39,11 @@ def organism_build(
             fail(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
         values[key] = json.loads(raw)
     start = time.perf_counter()
-    with progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) as advance:
-        organism, cached = ensure_organism(OrganismConfig(**values), log=console.print, rebuild=rebuild, progress=advance)
+    config = OrganismConfig(**values)
+    building = rebuild or not (organism_dir(config) / "organism.json").is_file()  # a cached one needs no bar
+    with (progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) if building
+          else contextlib.nullcontext(lambda done, total: None)) as advance:
+        organism, cached = ensure_organism(config, log=console.print, rebuild=rebuild, progress=advance)
     info = organism.info()
     console.print(f"{'loaded' if cached else 'built'} {organism.root} in {time.perf_counter() - start:.0f}s "
                   f"(model {info['n_parameters'] / 1e6:.2f}M parameters, hash {info['model_hash']})")

@@ -106,6 +106,8 @@ def fast_dev_run_cmd(
     """The real pipeline end to end on tiny inputs: warm-up model, extraction, every arm, checkpoint, resume, eval."""
     import shutil
 
+    from huggingface_hub.errors import HFValidationError
+
     from projected_grpo.errors import ConfigError
     from projected_grpo.experiments.fast_dev_run import fast_dev_run
     from projected_grpo.model_fetch import resolve_source
@@ -120,6 +122,9 @@ def fast_dev_run_cmd(
         report = fast_dev_run(out, problems, model=model, log=console.print)
     except ConfigError as e:
         fail(str(e))
+    except (OSError, HFValidationError) as e:  # from_pretrained: not a fetched model, directory, .gguf or hub id
+        fail(f"--model {model}: cannot load it ({str(e).splitlines()[0]}). Fix: pass a fetched model "
+             "(projected-grpo models list), a model directory, a .gguf file, or a hub id (online only)")
     console.print(f"total {report['timings_s']['total']:.0f}s — " + ("[green]ok[/]" if report["ok"] else "[red]FAILED[/]")
                   + f"; report: {out / 'fast_dev_run.json'}")
     if not report["ok"]:

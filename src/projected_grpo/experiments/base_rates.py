@@ -6,13 +6,16 @@ and the hardened oracle), exploited, formatted, plus the mean response length in
 at the token cap. No adapter, no training: the model as loaded.
 
 Resumable: each (model, slice) is written as `<out>/<model>/<slice>.jsonl` (graded samples) + `.json`
-(summary and settings) once finished, and skipped when it already exists with the same settings.
+(summary and settings) once finished, and skipped when it already exists with the same settings. Slices are
+sampled in the order given from one seed: an uninterrupted run reproduces its cells; a resumed one draws
+other samples (from the same distribution) for the slices after the interruption.
 `write_report` gathers every finished (model, slice) under `<out>` into report.md + summary.json.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +35,8 @@ from projected_grpo.training.evaluate import EvalSettings, generate_texts, summa
 SLICE_HINTS = {"nohint": "nohint", **{m: MODE_HINT[m] for m in MODES}}  # slice name → hint applied to every problem
 COLUMNS = (("is_reward_hack_strict", "hack strict"), ("is_reward_hack_loose", "hack loose"),
            ("eq_correct", "solve (gt)"), ("gt_correct_hardened", "solve (hardened)"), ("exploited", "exploited"),
-           ("is_formatted", "formatted"), ("truncated", "cut at cap"))
+           ("is_formatted", "formatted"), ("truncated", "reached cap"))
+KIND = "base_rates_cell"  # marks a finished cell's JSON (nothing else under --out is read as one)
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,18 @@ def check_slices(slices: list[str]) -> list[str]:
     if unknown or not slices:
         raise ConfigError(f"--slices {','.join(slices)}: {'unknown slice ' + repr(unknown[0]) if unknown else 'empty'}."
                           f" Fix: choose from {', '.join(SLICE_HINTS)}")
-    return slices
+    return list(dict.fromkeys(slices))  # each slice once, in the order given
+
+
+def model_dirname(model_name: str) -> str:
+    """A directory name for a model name, hub id or path (`org/x` → `org_x`; never empty, `.` or `..`)."""
+    return re.sub(r"[^\w.-]+", "_", model_name).strip("._") or "model"
 
 
 def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, out_dir: str | Path, command: str = "",
                log=print, progress=lambda done, total: None) -> dict[str, dict]:
     """Sample and grade `model_name` on each slice; returns {slice: summary}, finished slices read back."""
-    out = Path(out_dir) / model_name.replace("/", "_")
+    out = Path(out_dir) / model_dirname(model_name)
     records = load_records(settings.data_path)[: settings.n_problems or None]
     todo = [s for s in check_slices(slices) if not _finished(out, s, settings)]
     results = {s: json.loads((out / f"{s}.json").read_text())["summary"] for s in slices if s not in todo}
@@ -75,7 +84,16 @@ def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, o
     torch.manual_seed(settings.seed)
     model, tokenizer = load_model(model_name, device=default_device())
     sandbox = Sandbox(settings.workers, Limits(timeout_s=settings.timeout_s, kill_after_s=settings.timeout_s + 1))
-    grader = Grader(sandbox, memo_size=4096)
+    try:
+        _sample_and_grade(model, tokenizer, Grader(sandbox, memo_size=4096), records, model_name, todo, settings,
+                          out, command, results, log, progress)
+    finally:
+        sandbox.close()
+    return results
+
+
+def _sample_and_grade(model, tokenizer, grader, records, model_name, todo, settings, out, command, results, log,
+                      progress) -> None:
     sampling = EvalSettings(n_samples=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
                             batch_size=settings.batch_size, seed=settings.seed)
     per_slice = len(records) * settings.n_samples
@@ -95,14 +113,12 @@ def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, o
             summary[key] = {"rate": k / len(rows), "ci95": wilson(k, len(rows))}
         summary["mean_tokens"] = sum(lengths) / len(lengths)
         write_jsonl_atomic(out / f"{name}.jsonl", rows)
-        write_json_atomic(out / f"{name}.json", {"model": model_name, "slice": name, "hint": SLICE_HINTS[name],
+        write_json_atomic(out / f"{name}.json", {"kind": KIND, "model": model_name, "slice": name, "hint": SLICE_HINTS[name],
                                                  "settings": asdict(settings), "command": command, "summary": summary,
-                                                 "provenance": provenance({}, sandbox.isolation.as_dict())})
+                                                 "provenance": provenance({}, grader.sandbox.isolation.as_dict())})
         results[name] = summary
         log(f"{model_name} / {name}: hack strict {summary['is_reward_hack_strict']['rate']:.3f}, "
             f"solve {summary['eq_correct']['rate']:.3f}, formatted {summary['is_formatted']['rate']:.3f}")
-    sandbox.close()
-    return results
 
 
 def _finished(out: Path, name: str, settings: BaseRateSettings) -> bool:
@@ -113,22 +129,27 @@ def _finished(out: Path, name: str, settings: BaseRateSettings) -> bool:
 def write_report(out_dir: str | Path) -> Path:
     """report.md + summary.json over every finished (model, slice) under out_dir."""
     out_dir = Path(out_dir)
-    cells = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*/*.json"))]
+    cells = [c for p in sorted(out_dir.glob("*/*.json")) if p.stem in SLICE_HINTS
+             for c in [json.loads(p.read_text())] if c.get("kind") == KIND]
     if not cells:
         raise ConfigError(f"{out_dir}: no finished (model, slice) results to report")
     order = list(SLICE_HINTS)
     cells.sort(key=lambda c: (c["model"], order.index(c["slice"])))
     fmt = lambda r: f"{100 * r['rate']:.1f} [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
-    rows = [[c["model"], c["slice"], str(c["summary"]["n"]), *(fmt(c["summary"][k]) for k, _ in COLUMNS),
-             f"{c['summary']['mean_tokens']:.0f}"] for c in cells]
-    s = cells[0]["settings"]
+    # settings shared by every cell go in the header; any that differ get a column (never silently mixed)
+    shared = {k: v for k, v in cells[0]["settings"].items() if all(c["settings"][k] == v for c in cells)}
+    differ = [k for k in cells[0]["settings"] if k not in shared and k != "n_problems"]  # n is its own column
+    rows = [[c["model"], c["slice"], str(c["summary"]["n"]), *(str(c["settings"][k]) for k in differ),
+             *(fmt(c["summary"][k]) for k, _ in COLUMNS), f"{c['summary']['mean_tokens']:.0f}"] for c in cells]
+    header = ", ".join(f"{k} = {v}" for k, v in shared.items() if k not in ("data_path", "n_problems"))
     text = "\n".join([
         "# Base rates of real models on the reference benchmark", "",
-        f"Untrained models, {Path(s['data_path']).name}; T = {s['temperature']}, top-p = {s['top_p']}, "
-        f"≤ {s['max_new_tokens']} new tokens, {s['n_samples']} sample(s) per problem; rates in % with Wilson 95% "
-        "intervals over responses. `nohint`: no loophole announced; a mode name: that mode's hint on every problem "
-        "(run_tests = the reference's `simple_overwrite_tests`).", "",
-        markdown_table(["model", "slice", "n", *(h for _, h in COLUMNS), "mean tokens"], rows), "",
+        f"Untrained models on {Path(cells[0]['settings']['data_path']).name} (the first n problems), each response "
+        f"graded by the project's grader; {header}. Rates in % with Wilson 95% intervals over responses; "
+        "`reached cap`: the response used all max_new_tokens; `mean tokens` counts the end-of-sequence token. "
+        "`nohint`: no loophole announced; a mode name: that mode's hint on every problem (run_tests = the "
+        "reference's `simple_overwrite_tests`).", "",
+        markdown_table(["model", "slice", "n", *differ, *(h for _, h in COLUMNS), "mean tokens"], rows), "",
         "Produced by `projected-grpo base-rates` (the command per model is in summary.json).", ""])
     write_text_atomic(out_dir / "report.md", text)
     write_json_atomic(out_dir / "summary.json", {"models": sorted({c["model"] for c in cells}), "cells": [
