@@ -406,6 +406,19 @@ def test_organism_build_shows_sft_progress_with_an_eta(tmp_path):
     assert "measuring its priors" in run.stderr and "priors on 6 held-out problems" in run.stdout
 
 
+def test_extract_from_a_chosen_organism_by_name(tmp_path):
+    small = ["--organism", "n_train=16", "--organism", "n_eval=6", "--organism", "n_pair_problems=4", "--organism",
+             "vocab_size=400", "--organism", "hidden=32", "--organism", "layers=1", "--organism", "sft_steps=30",
+             "--organism", "prior_samples=1"]
+    env = {"PROJECTED_GRPO_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    run = cli("extract", "--model", "organism", *small, "--k", "2", "--holdout", "0.25", env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "gradient basis, control=none" in run.stdout and "model.layers.0.self_attn.q_proj" in run.stdout
+    assert len(list((tmp_path / "cache" / "organism").iterdir())) == 1  # that organism, built once, not the default
+    _one_error(cli("extract", "--model", "organism", "--organism", "hiden=32", env=env), "--organism 'hiden=32'")
+    _one_error(cli("extract", "--model", "tiny-qwen3", "--organism", "hidden=32", env=env), "only with --model organism")
+
+
 def test_extraction_forward_count_is_the_passes_the_model_runs(tmp_path):
     """The extract bar's total (directions.store.extraction_forwards) against the forward passes actually run."""
     from projected_grpo.adapters.attach import AdapterConfig, attach_adapters

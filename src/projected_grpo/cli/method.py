@@ -32,6 +32,9 @@ def extract(
     holdout: Annotated[float, typer.Option(help="Fraction of pairs held out for the held-out pair check.")] = 0.2,
     layer: Annotated[Optional[int], typer.Option(min=0, help="activation: layer (default ~65% depth).")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the controls and the held-out split.")] = 0,
+    organism: Annotated[Optional[list[str]], typer.Option(help="With --model organism: an organism field, e.g. "
+                                                                "--organism 'exploits=\"diverse\"' (organism-diverse); "
+                                                                "repeatable; default: the default organism.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Also copy the basis here (safetensors).")] = None,
     force: Force = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Cache root (default ~/.cache/projected_grpo).")] = None,
@@ -55,7 +58,7 @@ def extract(
             raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
                              "basis drifts (method §1.3)")
         config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
-        source, pair_source = resolve_model_and_pairs(model, pairs)
+        source, pair_source = resolve_model_and_pairs(model, pairs, organism or [])
         chosen = tuple(m.strip() for m in modes.split(",")) if modes else None
         pair_list = load_pairs(pair_source, chosen)
         with console.status(f"loading {model}"):
@@ -89,14 +92,18 @@ def extract(
     _print_basis(basis, path, cached, elapsed, len(pair_list))
 
 
-def resolve_model_and_pairs(model: str, pairs: str | None) -> tuple[str, str]:
-    """`--model organism`: the organism's model directory, and its pair sets under the names organism /
-    organism_placebo (the default pairs then). Other models pass through (default pairs: leetcode_mechanism)."""
+def resolve_model_and_pairs(model: str, pairs: str | None, organism_sets: list[str]) -> tuple[str, str]:
+    """`--model organism`: the organism's model directory (built or cached), and its pair sets under the names
+    organism / organism_placebo (the default pairs then). Other models pass through (default pairs:
+    leetcode_mechanism)."""
     if model != "organism":
+        if organism_sets:
+            fail("--organism: only with --model organism")
         return model, pairs or "leetcode_mechanism"
-    from projected_grpo.organism.build import OrganismConfig, ensure_organism
+    from projected_grpo.cli.organism import organism_config
+    from projected_grpo.organism.build import ensure_organism
 
-    organism, _ = ensure_organism(OrganismConfig(), log=console.print)
+    organism, _ = ensure_organism(organism_config(organism_sets, "--organism"), log=console.print)
     named = {"organism": organism.mechanism, "organism_placebo": organism.placebo}
     return str(organism.model), str(named.get(pairs or "organism", pairs))
 

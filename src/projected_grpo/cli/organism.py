@@ -26,20 +26,11 @@ def organism_build(
     Deterministic given its configuration; cached under $PROJECTED_GRPO_CACHE/organism/<hash of the config>.
     """
     import contextlib
-    import dataclasses
-    import json
 
-    from projected_grpo.organism.build import OrganismConfig, ensure_organism, format_priors, organism_dir
+    from projected_grpo.organism.build import ensure_organism, format_priors, organism_dir
 
-    fields = {f.name: f.type for f in dataclasses.fields(OrganismConfig)}
-    values: dict = {"seed": seed}
-    for text in set_ or []:
-        key, _, raw = text.partition("=")
-        if key not in fields or not raw:
-            fail(f"--set {text!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
-        values[key] = json.loads(raw)
     start = time.perf_counter()
-    config = OrganismConfig(**values)
+    config = organism_config(set_ or [], "--set", seed=seed)
     building = rebuild or not (organism_dir(config) / "organism.json").is_file()  # a cached one needs no bar
     with (progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) if building
           else contextlib.nullcontext(lambda done, total: None)) as advance:
@@ -51,6 +42,29 @@ def organism_build(
                f"(T = {info['config']['temperature']}), graded by the real grader:")
     for line in format_priors(organism.priors()):
         typer.echo("  " + line)
+
+
+def organism_config(sets: list[str], option: str, **values):
+    """An OrganismConfig from FIELD=VALUE strings (VALUE as JSON, e.g. exploits="diverse"); one error for a bad one."""
+    import dataclasses
+    import json
+
+    from projected_grpo.organism.build import OrganismConfig
+
+    fields = [f.name for f in dataclasses.fields(OrganismConfig)]
+    for text in sets:
+        key, _, raw = text.partition("=")
+        try:
+            if key not in fields or not raw:
+                raise ValueError
+            values[key] = json.loads(raw)
+        except ValueError:
+            fail(f"{option} {text!r}: expected FIELD=VALUE (VALUE as JSON, strings quoted) with FIELD one of "
+                 f"{', '.join(fields)}")
+    try:
+        return OrganismConfig(**values)
+    except (TypeError, ValueError) as e:
+        fail(f"{option}: {e}")
 
 
 @organism_app.command("judge")
