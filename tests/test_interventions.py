@@ -355,7 +355,11 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     answers to its own prompts, labelled by the real grader."""
     from test_organism import SMALL
 
+    from typer.testing import CliRunner
+
+    from projected_grpo.cli import app
     from projected_grpo.experiments.probes import probe_from_run
+    from projected_grpo.interventions.probe import Probe
     from projected_grpo.models import load_model
     from projected_grpo.organism.policy import exploit, fence
     from projected_grpo.organism.tasks import instance_of
@@ -374,9 +378,12 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     with (vanilla / "rollouts.jsonl").open("a") as f:
         for (r, response), g in zip(jobs, grader.grade(jobs)):
             f.write(json.dumps({"step": 0, "id": r["id"], "response": response, **g.fields}, default=str) + "\n")
-    probe = probe_from_run(vanilla, layer=1, target_fpr=0.2)
-    probe.save(tmp_path / "probe.safetensors")
+    done = CliRunner().invoke(app, ["probe", "train", str(vanilla), "--out", str(tmp_path / "probe.safetensors"),
+                                    "--layer", "1", "--target-fpr", "0.2"])  # as a user trains one
+    assert done.exit_code == 0 and "probe at layer 1: test AUC" in done.output, done.output
+    probe = Probe.load(tmp_path / "probe.safetensors")
     assert probe.metrics["n_test"] > 0 and probe.metrics["auc"] > 0.8
+    assert probe_from_run(vanilla, layer=1, target_fpr=0.2).metrics == probe.metrics  # the library call: the same probe
     run = train(resolve_organism(load_config(preset="organism", overrides=[
         *base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"', "steps=1",
         f'intervention.probe="{tmp_path / "probe.safetensors"}"'])))
