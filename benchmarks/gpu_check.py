@@ -225,6 +225,9 @@ def run_fast_dev_run(device: torch.device) -> dict:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+KINDS = ("fixed_a_lora", "peft_lora", "svd", "svd_top")
+
+
 def main(argv: list[str] | None = None) -> dict:
     from projected_grpo.provenance import provenance
 
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip-fast-dev-run", action="store_true")
     args = ap.parse_args(argv)
     mode = "smoke" if args.smoke else "gpu"
+    unknown = [k for k in args.kinds.split(",") if k not in KINDS]
+    if unknown:  # before minutes of fast-dev-run
+        ap.error(f"--kinds: unknown {unknown[0]!r}; choose from {', '.join(KINDS)}")
     if args.smoke and not args.out:
         ap.error("--smoke needs an output path (the default is the GPU figures' place in docs/)")
     cfg = MODES[mode]

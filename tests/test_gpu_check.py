@@ -67,3 +67,10 @@ def test_gpu_mode_refuses_to_run_without_cuda(tmp_path):
                           timeout=120)
     assert proc.returncode != 0 and "no CUDA device" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_an_unknown_kind_is_refused_before_any_work(tmp_path):
+    proc = subprocess.run([str(SCRIPT), "--smoke", str(tmp_path / "x.json"), "--kinds", "svd,lora"], env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--kinds: unknown 'lora'" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
