@@ -381,3 +381,19 @@ def test_shared_prompt_forward_gives_trls_log_probs_entropies_and_gradients(tmp_
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
     assert ours[2].abs().sum() > 0
     run.sandbox.close()
+
+
+def test_resume_skips_a_checkpoint_killed_mid_save(tmp_path):
+    """HF writes trainer_state.json last: a checkpoint without it (or with it cut short) was killed mid-save and
+    must not be resumed from (the experiment runner's resume test once killed a cell exactly there)."""
+    from projected_grpo.training.resume import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path) is None
+    for n in (1, 2, 10):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text('{"global_step": 1}')
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_st')  # cut short by the kill
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")  # numeric order, not text
+    (tmp_path / "checkpoint-2" / "trainer_state.json").unlink()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")

@@ -32,7 +32,6 @@ import tomllib
 import yaml
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from projected_grpo.atomic import write_json_atomic
 from projected_grpo.errors import ConfigError, read_user_text
@@ -40,6 +39,7 @@ from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, load_config
 from projected_grpo.training.evaluate import EvalSettings, eval_summary
+from projected_grpo.training.resume import last_complete_checkpoint
 
 EVAL_FIELDS = {f.name for f in dataclasses.fields(EvalSettings)} - {"checkpoint"}
 
@@ -196,7 +196,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
             if ARMS[config.arm].monitor == "probe" and config.intervention.probe == "vanilla":
                 config.intervention.probe = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
             if not (cell_dir / "adapter.safetensors").is_file():
-                checkpoint = get_last_checkpoint(str(cell_dir)) if cell_dir.is_dir() else None
+                checkpoint = last_complete_checkpoint(cell_dir) if cell_dir.is_dir() else None  # not a half-saved one
                 if checkpoint is None:
                     shutil.rmtree(cell_dir, ignore_errors=True)
                 else:

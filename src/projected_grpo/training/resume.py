@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from projected_grpo.errors import ConfigError
 from projected_grpo.training.config import TrainConfig
@@ -42,6 +42,21 @@ def config_diff(saved: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def last_complete_checkpoint(run_dir: Path) -> str | None:
+    """The newest checkpoint-N whose trainer state was written and reads back (HF's trainer writes it last): a
+    kill during a save leaves a checkpoint directory without it, which a resume must skip, not load."""
+    def complete(path: Path) -> bool:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return True
+        except (OSError, ValueError):
+            return False
+
+    found = [p for p in Path(run_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()]
+    done = [p for p in sorted(found, key=lambda p: int(p.name.split("-")[-1])) if complete(p)]
+    return str(done[-1]) if done else None
+
+
 def check_output_dir(config: TrainConfig, resume: bool) -> None:
     """The cheap checks, before an organism is built or a model loaded."""
     run_dir = Path(config.output_dir)
@@ -69,7 +84,7 @@ def resume_point(config: TrainConfig, resume: bool) -> str | None:
                           "another output_dir")
     if (run_dir / ADAPTER_FILE).is_file():
         raise RunFinished(run_dir, config.steps)
-    checkpoint = get_last_checkpoint(str(run_dir))
+    checkpoint = last_complete_checkpoint(run_dir)
     if checkpoint is None:
         raise ConfigError(f"--resume: no checkpoint in {run_dir}. Fix: run without --resume first")
     return checkpoint
