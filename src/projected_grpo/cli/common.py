@@ -67,6 +67,12 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def fail_unloadable(model: str, error: Exception, also: str = "") -> None:
+    """A model that from_pretrained cannot load (OSError, or a malformed hub id): one message naming the sources."""
+    fail(f"--model {model}: cannot load it ({str(error).splitlines()[0]}). Fix: pass {also}a fetched model "
+         "(projected-grpo models list), a model directory, a .gguf file, or a hub id (online only)")
+
+
 def check_output(output: Path, force: bool, *inputs: Path | None) -> None:
     """Before any work: the output file is writable, is not an input, and replaces nothing unless --force."""
     if output.is_dir():

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from projected_grpo.cli.common import app, console, fail
+from projected_grpo.cli.common import app, console, fail, fail_unloadable
 
 
 @app.command()
@@ -113,6 +113,5 @@ def base_rates_cmd(
     except (ConfigError, DatasetError) as e:
         fail(str(e))
     except (OSError, HFValidationError) as e:  # from_pretrained: not a fetched model, directory, .gguf or hub id
-        fail(f"--model {model}: cannot load it ({str(e).splitlines()[0]}). Fix: pass a fetched model "
-             "(projected-grpo models list), a model directory, a .gguf file, or a hub id (online only)")
+        fail_unloadable(model, e)
     show_report(report, ("report.md", "summary.json", f"{model_dirname(model)}/<slice>.jsonl (graded samples)"))

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from projected_grpo.atomic import atomic_path
-from projected_grpo.cli.common import Force, app, check_output, console, fail, progress_bar, show_table
+from projected_grpo.cli.common import (Force, app, check_output, console, fail, fail_unloadable, progress_bar,
+                                       show_table)
 from projected_grpo.environment.dataset import DatasetError
 
 
@@ -66,8 +67,7 @@ def extract(
     except (DatasetError, ValueError) as e:
         fail(str(e))
     except OSError as e:  # a path that is not a model, or a hub id that is not in the offline cache
-        fail(f"--model {model}: cannot load it ({str(e).splitlines()[0]}). Fix: pass organism, a tiny-* name, a fetched "
-             "model (projected-grpo models list), a model directory or a .gguf file")
+        fail_unloadable(model, e, also="organism, a tiny-* name, ")
     adapters = attach_adapters(lm, adapter_config, base_model_id=source, cache_dir=cache_dir)
     start = time.perf_counter()
     total = extraction_forwards(len(pair_list), space, config)

@@ -27,12 +27,11 @@ def organism_build(
     """
     import contextlib
 
-    from projected_grpo.organism.build import ensure_organism, format_priors, organism_dir
+    from projected_grpo.organism.build import ensure_organism, format_priors, is_built
 
     start = time.perf_counter()
     config = organism_config(set_ or [], "--set", seed=seed)
-    building = rebuild or not (organism_dir(config) / "organism.json").is_file()  # a cached one needs no bar
-    with (progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) if building
+    with (progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) if rebuild or not is_built(config)
           else contextlib.nullcontext(lambda done, total: None)) as advance:
         organism, cached = ensure_organism(config, log=console.print, rebuild=rebuild, progress=advance)
     info = organism.info()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from projected_grpo.cli.common import app, console, fail, progress_bar, show_table
+from projected_grpo.cli.common import app, console, fail, fail_unloadable, progress_bar, show_table
 from projected_grpo.training.presets import PRESETS
 
 
@@ -114,17 +114,13 @@ def fast_dev_run_cmd(
 
     try:
         if model is not None:
-            resolve_source(model)  # a real model not yet fetched fails here, naming the fetch command
-    except ConfigError as e:
-        fail(str(e))
-    shutil.rmtree(out, ignore_errors=True)
-    try:
+            resolve_source(model)  # a real model not yet fetched fails here, naming the fetch command, before rmtree
+        shutil.rmtree(out, ignore_errors=True)
         report = fast_dev_run(out, problems, model=model, log=console.print)
     except ConfigError as e:
         fail(str(e))
     except (OSError, HFValidationError) as e:  # from_pretrained: not a fetched model, directory, .gguf or hub id
-        fail(f"--model {model}: cannot load it ({str(e).splitlines()[0]}). Fix: pass a fetched model "
-             "(projected-grpo models list), a model directory, a .gguf file, or a hub id (online only)")
+        fail_unloadable(model, e)
     console.print(f"total {report['timings_s']['total']:.0f}s — " + ("[green]ok[/]" if report["ok"] else "[red]FAILED[/]")
                   + f"; report: {out / 'fast_dev_run.json'}")
     if not report["ok"]:

@@ -14,6 +14,7 @@ other samples (from the same distribution) for the slices after the interruption
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -30,7 +31,7 @@ from projected_grpo.errors import ConfigError
 from projected_grpo.experiments.markdown import markdown_table
 from projected_grpo.models import default_device, load_model
 from projected_grpo.provenance import provenance
-from projected_grpo.training.evaluate import EvalSettings, generate_texts, summarise, wilson
+from projected_grpo.training.evaluate import RATES, EvalSettings, generate_texts, summarise
 
 SLICE_HINTS = {"nohint": "nohint", **{m: MODE_HINT[m] for m in MODES}}  # slice name → hint applied to every problem
 COLUMNS = (("is_reward_hack_strict", "hack strict"), ("is_reward_hack_loose", "hack loose"),
@@ -83,42 +84,31 @@ def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, o
         return results
     torch.manual_seed(settings.seed)
     model, tokenizer = load_model(model_name, device=default_device())
-    sandbox = Sandbox(settings.workers, Limits(timeout_s=settings.timeout_s, kill_after_s=settings.timeout_s + 1))
-    try:
-        _sample_and_grade(model, tokenizer, Grader(sandbox, memo_size=4096), records, model_name, todo, settings,
-                          out, command, results, log, progress)
-    finally:
-        sandbox.close()
-    return results
-
-
-def _sample_and_grade(model, tokenizer, grader, records, model_name, todo, settings, out, command, results, log,
-                      progress) -> None:
     sampling = EvalSettings(n_samples=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
                             batch_size=settings.batch_size, seed=settings.seed)
-    per_slice = len(records) * settings.n_samples
-    for i, name in enumerate(todo):
-        recs = make_hinted(records, SLICE_HINTS[name], settings.seed)
-        log(f"{model_name} / {name}: sampling {per_slice} responses")
-        flat = [r for r in recs for _ in range(settings.n_samples)]
-        texts, lengths = generate_texts(model, tokenizer, [r["prompt"] for r in flat], sampling, settings.max_new_tokens,
-                                        {}, lambda n: progress(2 * i * per_slice + n, 2 * len(todo) * per_slice))
-        pairs = list(zip(flat, texts))
-        grades = grader.grade(pairs, progress=lambda n, _: progress((2 * i + 1) * per_slice + n, 2 * len(todo) * per_slice))
-        rows = [{"id": r["id"], "slice": name, "response": s, "tokens": n, "truncated": n >= settings.max_new_tokens,
-                 **g.fields} for (r, s), g, n in zip(pairs, grades, lengths)]
-        summary = summarise(rows)
-        for key in ("is_formatted", "truncated"):
-            k = sum(bool(row[key]) for row in rows)
-            summary[key] = {"rate": k / len(rows), "ci95": wilson(k, len(rows))}
-        summary["mean_tokens"] = sum(lengths) / len(lengths)
-        write_jsonl_atomic(out / f"{name}.jsonl", rows)
-        write_json_atomic(out / f"{name}.json", {"kind": KIND, "model": model_name, "slice": name, "hint": SLICE_HINTS[name],
-                                                 "settings": asdict(settings), "command": command, "summary": summary,
-                                                 "provenance": provenance({}, grader.sandbox.isolation.as_dict())})
-        results[name] = summary
-        log(f"{model_name} / {name}: hack strict {summary['is_reward_hack_strict']['rate']:.3f}, "
-            f"solve {summary['eq_correct']['rate']:.3f}, formatted {summary['is_formatted']['rate']:.3f}")
+    per_slice, total = len(records) * settings.n_samples, 2 * len(todo) * len(records) * settings.n_samples
+    limits = Limits(timeout_s=settings.timeout_s, kill_after_s=settings.timeout_s + 1)
+    with contextlib.closing(Sandbox(settings.workers, limits)) as sandbox:
+        grader = Grader(sandbox, memo_size=4096)
+        for i, name in enumerate(todo):
+            log(f"{model_name} / {name}: sampling {per_slice} responses")
+            flat = [r for r in make_hinted(records, SLICE_HINTS[name], settings.seed) for _ in range(settings.n_samples)]
+            texts, lengths = generate_texts(model, tokenizer, [r["prompt"] for r in flat], sampling,
+                                            settings.max_new_tokens, {}, lambda n: progress(2 * i * per_slice + n, total))
+            pairs = list(zip(flat, texts))
+            grades = grader.grade(pairs, progress=lambda n, _: progress((2 * i + 1) * per_slice + n, total))
+            rows = [{"id": r["id"], "slice": name, "response": s, "tokens": n, "truncated": n >= settings.max_new_tokens,
+                     **g.fields} for (r, s), g, n in zip(pairs, grades, lengths)]
+            summary = summarise(rows, (*RATES, "is_formatted", "truncated"))
+            summary["mean_tokens"] = sum(lengths) / len(lengths)
+            write_jsonl_atomic(out / f"{name}.jsonl", rows)
+            write_json_atomic(out / f"{name}.json", {
+                "kind": KIND, "model": model_name, "slice": name, "hint": SLICE_HINTS[name], "settings": asdict(settings),
+                "command": command, "summary": summary, "provenance": provenance({}, sandbox.isolation.as_dict())})
+            results[name] = summary
+            log(f"{model_name} / {name}: hack strict {summary['is_reward_hack_strict']['rate']:.3f}, "
+                f"solve {summary['eq_correct']['rate']:.3f}, formatted {summary['is_formatted']['rate']:.3f}")
+    return results
 
 
 def _finished(out: Path, name: str, settings: BaseRateSettings) -> bool:

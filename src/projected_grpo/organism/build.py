@@ -206,11 +206,15 @@ def organism_dir(c: OrganismConfig, cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / "organism" / c.key()
 
 
+def is_built(c: OrganismConfig, cache_dir: Path | None = None) -> bool:
+    return (organism_dir(c, cache_dir) / "organism.json").is_file()
+
+
 def ensure_organism(c: OrganismConfig = OrganismConfig(), cache_dir: Path | None = None, sandbox: Sandbox | None = None,
                     log=print, rebuild: bool = False, progress=lambda done, total: None) -> tuple[Organism, bool]:
     """(organism, whether it was already built): load from the cache, or build it once."""
     root = organism_dir(c, cache_dir)
-    if (root / "organism.json").is_file() and not rebuild:
+    if is_built(c, cache_dir) and not rebuild:
         return Organism(root), True
     own = sandbox is None
     sandbox = sandbox or Sandbox(2, Limits())

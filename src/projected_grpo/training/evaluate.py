@@ -42,10 +42,10 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def summarise(fields: list[dict]) -> dict:
+def summarise(fields: list[dict], rates: tuple[str, ...] = RATES) -> dict:
     n = len(fields)
     out = {"n": n}
-    for key in RATES:
+    for key in rates:
         k = sum(bool(f[key]) for f in fields)
         out[key] = {"rate": k / n if n else 0.0, "ci95": wilson(k, n)}
     by_mode = collections.defaultdict(list)
