@@ -85,6 +85,12 @@ def test_organism_judge_refuses_a_non_empty_directory(tmp_path):
     assert (tmp_path / "judge" / "keep.txt").read_text() == "mine"
 
 
+def test_organism_judge_refuses_an_unknown_organism_field(tmp_path):
+    result = runner.invoke(app, ["organism", "judge", str(tmp_path / "judge"), "--set", "exploitz=\"diverse\""])
+    assert result.exit_code != 0 and "--set 'exploitz=" in result.output and "exploits" in result.output
+    assert not (tmp_path / "judge").exists()
+
+
 def test_ci_fails_on_a_skip_it_does_not_allow(tmp_path):
     import os
     import subprocess

@@ -70,20 +70,22 @@ def organism_config(sets: list[str], option: str, **values):
 def organism_judge(
     out: Annotated[Path, typer.Argument(help="Directory for the judge model (an HF model directory).")],
     steps: Annotated[int, typer.Option(help="SFT steps on the organism's mechanism pairs.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of the default organism and of the judge's SFT.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the organism and of the judge's SFT.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Organism field, e.g. --set 'exploits=\"diverse\"' "
+                                                   "(a judge for organism-diverse).")] = None,
 ) -> None:
     """Fine-tune a tiny offline LLM judge for the judge_* arms: it answers the reference's judge prompt
-    with "1" for the hack side of the default organism's pairs and "0" for the clean side.
+    with "1" for the hack side of the organism's mechanism pairs and "0" for the clean side.
 
     Serve it with `transformers serve OUT --port 8000` and set intervention.judge_base_url =
     "http://127.0.0.1:8000/v1", intervention.judge_model = "OUT".
     """
-    from projected_grpo.organism.build import OrganismConfig, ensure_organism
+    from projected_grpo.organism.build import ensure_organism
     from projected_grpo.organism.judge import build_judge_model
 
     if out.exists() and any(out.iterdir()):
         fail(f"{out}: exists and is not empty. Fix: choose a new directory")
-    organism, _ = ensure_organism(OrganismConfig(seed=seed), log=console.print)
+    organism, _ = ensure_organism(organism_config(set_ or [], "--set", seed=seed), log=console.print)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     build_judge_model(tmp, organism.mechanism, steps=steps, seed=seed)
