@@ -235,15 +235,39 @@ def test_variants_run_an_arm_with_its_own_settings(tmp_path):
     with pytest.raises(ConfigError, match="variants.erase"):
         load_experiment(path)
     root = tmp_path / "report"
-    exp_record = {"name": "t", "arms": ["vanilla", "erase_k1", "random_grad"], "seeds": [1, 2, 3], "train": {},
-                  "eval": {}, "last_k": 2, "variants": {"erase_k1": {"arm": "erase"}, "random_grad": {"arm": "random"}}}
+    exp_record = {"name": "t", "arms": ["vanilla", "erase", "erase_k1", "erase_k8", "random_grad"], "seeds": [1, 2, 3],
+                  "train": {}, "eval": {}, "last_k": 2,
+                  "variants": {"erase_k8": {"arm": "erase", "basis": {"k_use": 8}},
+                               "erase_k1": {"arm": "erase", "basis": {"k_use": 1}},
+                               "random_grad": {"arm": "random", "projection": {"space": "grad"}}}}
     root.mkdir()
     (root / "experiment.json").write_text(json.dumps({"experiment": exp_record}))
     for seed in (1, 2, 3):
         _write_cell(root, "vanilla", seed, [0.0, 0.8], 0.8, 0.3)
+        _write_cell(root, "erase", seed, [0.0, 0.5], 0.5, 0.3)
         _write_cell(root, "erase_k1", seed, [0.0, 0.1], 0.1 * seed, 0.3)
+        _write_cell(root, "erase_k8", seed, [0.0, 0.4], 0.4, 0.3)
         _write_cell(root, "random_grad", seed, [0.0, 0.8], 0.8, 0.3)
+    (root / "cells" / "erase-s1" / "config.json").write_text(json.dumps({"basis": {"k_use": 4}}))  # as the run saved it
     report = write_report(root).read_text()
     summary = json.loads((root / "summary.json").read_text())
     assert summary["paired"]["erase_k1"]["h1"] == "supported" and summary["paired"]["random_grad"]["h1"] == "— (control)"
     assert has_row(report, "erase_k1", "method", "3") and has_row(report, "random_grad", "control", "3")
+    # the dose axis: the variants of erase that change basis.k_use, with erase itself at [train]'s k_use = 4
+    axis = summary["dose"]["axes"]["erase: basis.k_use"]
+    assert [(p["setting"], p["column"]) for p in axis] == [(1, "erase_k1"), (4, "erase"), (8, "erase_k8")]
+    assert [round(100 * p["d_hack"][0]) for p in axis] == [-60, -30, -40]
+    assert has_row(report, "erase: basis.k_use", "4", "erase", "-30.0 ± 0.0")
+    assert has_row(report, "random: projection.space", "grad", "random_grad", "+0.0 ± 0.0")  # a control's own axis
+    assert has_row(report, "control", "—", "random_grad") and (root / "dose.png").stat().st_size > 0
+
+
+def test_every_shipped_experiment_states_its_hypothesis():
+    """Issue 14 §7: each experiment file carries `hypothesis` and `resolve` (preregistration), and loads."""
+    root = Path(__file__).resolve().parents[1]
+    files = [p for p in sorted((root / "configs").glob("*.toml")) if p.read_text().lstrip().count("\narms = ")]
+    files.append(root / "src" / "projected_grpo" / "experiments" / "demo.toml")
+    assert len(files) >= 7
+    for path in files:
+        exp = load_experiment(path)
+        assert exp.hypothesis.strip() and exp.resolve.strip(), path.name

@@ -24,6 +24,7 @@ from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic, write_t
 from projected_grpo.environment.modes import MODES
 from projected_grpo.experiments.dynamics import dynamics_sections, plot_survival
 from projected_grpo.experiments.markdown import markdown_table
+from projected_grpo.experiments.variants import dose_section
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.evaluate import eval_summary
 
@@ -164,6 +165,8 @@ def write_report(run_dir: str | Path) -> Path:
                   "oracle) within 10 pp of vanilla; falsified if the cut is < 15 pp, solve drops > 15 pp, or the cut "
                   "is within 1 SEM; otherwise inconclusive; not computed unless every paired cell was evaluated on "
                   "held-out problems. Paired t-test on per-seed deltas (two-sided)."]
+    more, summary["dose"] = dose_section(run_dir, exp, summary["paired"], {a: kind(exp, a) for a in exp["arms"]})
+    lines += more
     by_mode = [m for m in MODES if any(f"eval_hack/{m}" in c for c in cells.values())]
     if len(by_mode) > 1:
         basis_modes = exp["train"].get("basis", {}).get("modes")
