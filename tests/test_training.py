@@ -238,7 +238,7 @@ def test_wilson_interval():
 def test_fast_dev_run_end_to_end(tmp_path, cache):
     from projected_grpo.experiments.fast_dev_run import fast_dev_run
 
-    report = fast_dev_run(tmp_path / "fdr", problems=4, log=lambda *a: None)
+    report = fast_dev_run(tmp_path / "fdr", problems=4)
     assert report["ok"] and report["resume_matches"] and report["projection_held"]
     assert set(report["arms"]) == set(SELF_CONTAINED)
     assert all(a["checkpoints"] == ["checkpoint-1", "checkpoint-2"] for a in report["arms"].values())
