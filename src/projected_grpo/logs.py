@@ -22,6 +22,11 @@ FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss,SSS} {level}: {message}\n{exception}"
 _console_sink: int | None = None
 
 
+def on_console(record) -> bool:
+    """The console sink's filter: all but the file-only records."""
+    return record["extra"].get("console", True)
+
+
 def _console_format(record) -> str:
     # plain lines, as the CLI printed them before; only warnings and errors name their level
     if record["level"].no < 30:
@@ -45,7 +50,7 @@ def console_log(level: str = "INFO") -> None:
         logger.remove(_console_sink if _console_sink is not None else 0)
     colour = sys.stderr.isatty() and "NO_COLOR" not in os.environ
     _console_sink = logger.add(_write_stderr, level=level, format=_console_format, colorize=colour, diagnose=False,
-                               filter=lambda record: record["extra"].get("console", True))
+                               filter=on_console)
 
 
 @contextlib.contextmanager
