@@ -30,7 +30,7 @@ def resolve_organism(config: TrainConfig) -> TrainConfig:
     except ValueError as e:
         raise ConfigError(f"{e}. Fix: see docs/organism.md") from None
     organism, cached = ensure_organism(organism_config)
-    logger.info(f"model: the organism {organism.root} ({'from the cache' if cached else 'built now'})")
+    logger.debug(f"model: the organism {organism.root} ({'from the cache' if cached else 'built now'})")
     out = copy.deepcopy(config)
     out.model.source = str(organism.model)
     out.data.path = out.data.path or str(organism.train)
