@@ -46,7 +46,8 @@ def test_base_rates_cli_on_a_tiny_model_then_resume(tmp_path, benchmark, monkeyp
     assert again["run_tests"] == summary["cells"][1]["summary"]
     assert (out / "tiny-qwen3" / "nohint.jsonl").read_bytes() == before
     with pytest.raises(AssertionError, match="sampled again"):
-        base_rates("tiny-qwen3", ["nohint"], BaseRateSettings(str(default_benchmark_path().resolve()), 3, max_new_tokens=17), out)
+        base_rates("tiny-qwen3", ["nohint"], BaseRateSettings(str(default_benchmark_path().resolve()), 3, max_new_tokens=17),
+                   out)
 
 
 def test_report_puts_settings_that_differ_in_columns_and_reads_only_cells(tmp_path, benchmark):

@@ -52,8 +52,8 @@ def logged_run(config: TrainConfig, checkpoint: str | None, console: bool) -> It
         except BaseException as e:
             logger.bind(console=False).opt(exception=e).error(f"stopped by {type(e).__name__}: {e}")
             raise
-        log.info(f"finished {config.steps} steps ({time.perf_counter() - start:.0f}s{' since the resume' if checkpoint else ''}): "
-                 f"{config.output_dir}")
+        since = " since the resume" if checkpoint else ""
+        log.info(f"finished {config.steps} steps ({time.perf_counter() - start:.0f}s{since}): {config.output_dir}")
 
 
 class CheckpointLog(TrainerCallback):
