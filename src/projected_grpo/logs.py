@@ -55,8 +55,8 @@ def console_log(level: str = "INFO") -> None:
 
 @contextlib.contextmanager
 def run_log(path: Path) -> Iterator[None]:
-    """For the duration: every message (console-only or not) is also appended to `path`, a resumed run's
-    lines after the killed run's. Under DDP only rank 0 writes it (the other ranks' lines would repeat)."""
+    """For the duration: every message, file-only ones included, is also appended to `path` (a resumed run's
+    lines follow the killed run's). Under DDP only rank 0 writes it (the other ranks' lines would repeat)."""
     if int(os.environ.get("RANK", "0")) != 0:
         yield
         return
