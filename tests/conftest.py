@@ -49,6 +49,17 @@ def grader(sandbox):
     return Grader(sandbox)
 
 
+@pytest.fixture
+def log_messages():
+    """Our loguru messages during the test, as text (modules log through loguru; no `log=` is passed)."""
+    from loguru import logger
+
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="DEBUG")
+    yield messages
+    logger.remove(sink)
+
+
 @pytest.fixture(scope="session")
 def format_model(tmp_path_factory):
     """A tiny model fine-tuned to answer in the fenced format (see organism/warmup.py), saved as a

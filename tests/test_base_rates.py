@@ -42,18 +42,18 @@ def test_base_rates_cli_on_a_tiny_model_then_resume(tmp_path, benchmark, monkeyp
 
     monkeypatch.setattr("projected_grpo.experiments.base_rates.load_model", no_load)
     settings = BaseRateSettings(str(default_benchmark_path().resolve()), 3, max_new_tokens=16)
-    again = base_rates("tiny-qwen3", ["nohint", "run_tests"], settings, out, log=lambda m: None)
+    again = base_rates("tiny-qwen3", ["nohint", "run_tests"], settings, out)
     assert again["run_tests"] == summary["cells"][1]["summary"]
     assert (out / "tiny-qwen3" / "nohint.jsonl").read_bytes() == before
     with pytest.raises(AssertionError, match="sampled again"):
         base_rates("tiny-qwen3", ["nohint"], BaseRateSettings(str(default_benchmark_path().resolve()), 3, max_new_tokens=17),
-                   out, log=lambda m: None)
+                   out)
 
 
 def test_report_puts_settings_that_differ_in_columns_and_reads_only_cells(tmp_path, benchmark):
     data = str(default_benchmark_path())
     for model, cap in (("tiny-qwen3", 8), ("tiny-llama", 12)):
-        base_rates(model, ["nohint"], BaseRateSettings(data, 2, max_new_tokens=cap), tmp_path, log=lambda m: None)
+        base_rates(model, ["nohint"], BaseRateSettings(data, 2, max_new_tokens=cap), tmp_path)
     (tmp_path / "a-run").mkdir()
     (tmp_path / "a-run" / "config.json").write_text("{}")  # not a cell: ignored
     text = (write_report(tmp_path)).read_text()

@@ -279,6 +279,27 @@ def test_train_console_is_ours_and_library_messages_go_to_the_log(tiny_run):
     assert not (run_dir / "README.md").exists()  # no hub model card ("fine-tuned version of [None]")
 
 
+def test_train_log_reads_as_the_run_and_a_resume_appends_to_it(tiny_run, tmp_path):
+    run_dir, env, done = tiny_run
+    log = (run_dir / "train.log").read_text()
+    order = ["training ", "config: arm=vanilla", "model: tiny-qwen3", "basis: gradient space", "step 1/2",
+             "saved checkpoint-1", "step 2/2", "saved checkpoint-2", "finished 2 steps"]
+    assert all(line in log for line in order), [line for line in order if line not in log]
+    assert [log.index(line) for line in order] == sorted(log.index(line) for line in order)
+    assert "step 2/2" in done.stderr and "saved checkpoint-2" in done.stderr  # the console shows the same lines
+    resumed = tmp_path / "run"
+    shutil.copytree(run_dir, resumed)
+    (resumed / "adapter.safetensors").unlink()  # killed after checkpoint-1
+    shutil.rmtree(resumed / "checkpoint-2")
+    again = cli(*_train_args(resumed, "--resume"), env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = (resumed / "train.log").read_text()
+    assert after.startswith(log)  # appended: the killed run's lines are kept
+    new = after[len(log):]
+    assert "resuming" in new and "from checkpoint-1" in new and "config: arm=vanilla" in new
+    assert "step 1/2" not in new and "step 2/2" in new and "saved checkpoint-2" in new and "finished 2 steps" in new
+
+
 # 10. help and docs that match the program
 
 

@@ -25,3 +25,5 @@ def test_two_process_training_keeps_ranks_identical(tmp_path, format_model):
     assert any(float(t.abs().max()) > 0 for k, t in adapters.items() if k.endswith("trainable"))  # it learned
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and rows[-1]["projection/quarantine_norm"] > 0
+    log = (out / "train.log").read_text()  # rank 0's lines only: each once
+    assert log.count("config: arm=route") == 1 and log.count("step 2/2") == 1 and log.count("finished 2 steps") == 1

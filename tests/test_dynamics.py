@@ -78,7 +78,7 @@ def test_long_horizon_matrix_features_run_through_the_runner(tmp_path):
                                     'arms = ["vanilla", "erase_refresh"]\nseeds = [7, 8]\neval_checkpoints = [2]\n'
                                     'hypothesis = "erase_refresh delays hacking"\nresolve = "its cells cross 50 % later"')
     path.write_text(text + "[train.projection]\ntrack_every = 2\n")  # erase_refresh's own refresh (10) is past step 3
-    report = run_experiment(load_experiment(path), tmp_path / "out", log=lambda *a: None).read_text()
+    report = run_experiment(load_experiment(path), tmp_path / "out").read_text()
     out = tmp_path / "out"
     assert (out / "cells" / "erase_refresh-s8" / "eval" / "checkpoint-2" / "summary.json").is_file()
     rows = [json.loads(x) for x in (out / "cells" / "erase_refresh-s7" / "metrics.jsonl").read_text().splitlines()]

@@ -163,6 +163,11 @@ def test_killed_matrix_resumes_and_skips_finished_cells(tmp_path):
     rows = [json.loads(x) for x in (out / "cells" / "erase-s7" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert has_row((out / "report.md").read_text(), "erase", "method", "1", "held-out")
+    log = (out / "cells" / "erase-s7" / "train.log").read_text()  # the cell's own log
+    assert "step 3/3" in log and "finished 3 steps" in log
+    if "resuming" in log:  # the kill can land before checkpoint-1 is complete: then the cell starts afresh
+        assert 0 <= log.index("training ") < log.index("resuming ") and "from checkpoint-1" in log  # appended
+    assert "leak(held-out)" not in done.stderr  # under the runner's bar a cell's step lines stay in its train.log
 
 
 def test_eval_held_out_flag_is_checked_not_assumed(tmp_path):

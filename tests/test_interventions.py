@@ -293,7 +293,7 @@ def judge_server(tmp_path_factory):
     from projected_grpo.organism.judge import build_judge_model
 
     organism, _ = ensure_organism(OrganismConfig(**{**SMALL, "n_pair_problems": 12}),
-                                  cache_dir=tmp_path_factory.mktemp("cache"), log=lambda *_: None)
+                                  cache_dir=tmp_path_factory.mktemp("cache"))
     model_dir = build_judge_model(tmp_path_factory.mktemp("judge"), organism.mechanism, steps=200)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

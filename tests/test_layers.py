@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "projected_grpo"
 # lowest first; a module may import its own layer and any below it (within a layer: no cycles)
 LAYERS = ("core", "environment", "adapters", "directions", "projection", "interventions", "training",
           "organism", "experiments", "cli")
-CORE = {"atomic", "errors", "provenance", "models", "model_fetch", "__init__"}  # package-level foundations
+CORE = {"atomic", "errors", "logs", "provenance", "models", "model_fetch", "__init__"}  # package-level foundations
 
 
 def module_name(path: Path) -> str:

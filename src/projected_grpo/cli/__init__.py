@@ -10,6 +10,7 @@ import sys
 
 from projected_grpo.cli import environment, experiments, method, models, organism, training  # noqa: F401  (registers)
 from projected_grpo.cli.common import app, quiet_libraries
+from projected_grpo.logs import console_log
 
 app.add_typer(models.models_app, name="models")
 
@@ -18,6 +19,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     quiet_libraries()
+    console_log()  # our messages (loguru) on stderr, through the progress bars
     app()
 
 

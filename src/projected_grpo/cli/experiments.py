@@ -23,7 +23,7 @@ def experiment(
 
     try:
         exp = load_experiment(config)
-        report = run_experiment(exp, output or Path("runs") / exp.name, log=console.print)
+        report = run_experiment(exp, output or Path("runs") / exp.name)
     except ConfigError as e:
         fail(str(e))
     show_report(report)
@@ -65,7 +65,7 @@ def demo(
 
     start = time.perf_counter()
     path = Path(str(resources.files("projected_grpo.experiments").joinpath("demo.toml")))
-    report_path = run_experiment(load_experiment(path), output, log=console.print)
+    report_path = run_experiment(load_experiment(path), output)
     show_report(report_path)
     console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min")
 
@@ -108,7 +108,7 @@ def base_rates_cmd(
                               "--max-new-tokens", str(max_new_tokens), "--temperature", str(temperature),
                               "--out", str(out)])  # the benchmark file is in the settings
         with progress_bar(f"base rates of {model}: sampling and grading", None) as advance:
-            base_rates(model, chosen, settings, out, command, console.print, advance)
+            base_rates(model, chosen, settings, out, command, advance)
         report = write_report(out)
     except (ConfigError, DatasetError) as e:
         fail(str(e))

@@ -103,7 +103,7 @@ def resolve_model_and_pairs(model: str, pairs: str | None, organism_sets: list[s
     from projected_grpo.cli.organism import organism_config
     from projected_grpo.organism.build import ensure_organism
 
-    organism, _ = ensure_organism(organism_config(organism_sets, "--organism"), log=console.print)
+    organism, _ = ensure_organism(organism_config(organism_sets, "--organism"))
     named = {"organism": organism.mechanism, "organism_placebo": organism.placebo}
     return str(organism.model), str(named.get(pairs or "organism", pairs))
 

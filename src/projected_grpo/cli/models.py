@@ -22,7 +22,7 @@ def models_fetch(
 
     start = time.perf_counter()
     try:
-        path = fetch(name, log=lambda m: typer.echo(m, err=True))
+        path = fetch(name)
     except (ConfigError, ChecksumError, RuntimeError) as e:
         typer.secho(f"error: {e}", err=True, fg="red")
         raise typer.Exit(2)

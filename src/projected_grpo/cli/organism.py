@@ -33,7 +33,7 @@ def organism_build(
     config = organism_config(set_ or [], "--set", seed=seed)
     with (progress_bar("organism: supervised fine-tuning (then priors, ~20 s)", None) if rebuild or not is_built(config)
           else contextlib.nullcontext(lambda done, total: None)) as advance:
-        organism, cached = ensure_organism(config, log=console.print, rebuild=rebuild, progress=advance)
+        organism, cached = ensure_organism(config, rebuild=rebuild, progress=advance)
     info = organism.info()
     console.print(f"{'loaded' if cached else 'built'} {organism.root} in {time.perf_counter() - start:.0f}s "
                   f"(model {info['n_parameters'] / 1e6:.2f}M parameters, hash {info['model_hash']})")
@@ -85,7 +85,7 @@ def organism_judge(
 
     if out.exists() and any(out.iterdir()):
         fail(f"{out}: exists and is not empty. Fix: choose a new directory")
-    organism, _ = ensure_organism(organism_config(set_ or [], "--set", seed=seed), log=console.print)
+    organism, _ = ensure_organism(organism_config(set_ or [], "--set", seed=seed))
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     build_judge_model(tmp, organism.mechanism, steps=steps, seed=seed)

@@ -26,7 +26,8 @@ def train(
     Writes into output_dir: config.json, provenance.json, basis.safetensors, metrics.jsonl / metrics.csv (one row
     per step), rollouts.jsonl (every rollout with its labels), completions.jsonl (one sampled rollout every
     log_completion_every steps), checkpoint-N/ (every save_every steps) and adapter.safetensors (when finished);
-    train.log holds the libraries' own messages. `--resume` continues a killed run with the same config."""
+    train.log is the run's log to read (config, model, basis, a line per step, checkpoints, resumes, the libraries'
+    own messages; appended to on a resume). `--resume` continues a killed run with the same config."""
     from projected_grpo.errors import ConfigError
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.config import load_config
@@ -38,15 +39,14 @@ def train(
         check_output_dir(cfg, resume)  # before the organism is built or a model loaded
     except ConfigError as e:
         fail(str(e))
-    console.print(f"arm={cfg.arm} model={cfg.model.source} steps={cfg.steps} seed={cfg.seed} → {cfg.output_dir}")
     try:
-        run_dir = run_training(resolve_organism(cfg, log=console.print), resume=resume)
+        run_dir = run_training(resolve_organism(cfg), resume=resume)
     except ConfigError as e:
         fail(str(e))
     except RunFinished as e:
         console.print(str(e))
         return
-    console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/{'adapter.safetensors'}")
+    console.print(f"done: {run_dir}/metrics.jsonl, {run_dir}/adapter.safetensors, {run_dir}/train.log")
     _leave_distributed()
 
 
@@ -116,7 +116,7 @@ def fast_dev_run_cmd(
         if model is not None:
             resolve_source(model)  # a real model not yet fetched fails here, naming the fetch command, before rmtree
         shutil.rmtree(out, ignore_errors=True)
-        report = fast_dev_run(out, problems, model=model, log=console.print)
+        report = fast_dev_run(out, problems, model=model)
     except ConfigError as e:
         fail(str(e))
     except (OSError, HFValidationError) as e:  # from_pretrained: not a fetched model, directory, .gguf or hub id

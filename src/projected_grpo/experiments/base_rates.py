@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from loguru import logger
 
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from projected_grpo.environment.dataset import load_records
@@ -74,7 +75,7 @@ def model_dirname(model_name: str) -> str:
 
 
 def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, out_dir: str | Path, command: str = "",
-               log=print, progress=lambda done, total: None) -> dict[str, dict]:
+               progress=lambda done, total: None) -> dict[str, dict]:
     """Sample and grade `model_name` on each slice; returns {slice: summary}, finished slices read back."""
     out = Path(out_dir) / model_dirname(model_name)
     records = load_records(settings.data_path)[: settings.n_problems or None]
@@ -91,7 +92,7 @@ def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, o
     with contextlib.closing(Sandbox(settings.workers, limits)) as sandbox:
         grader = Grader(sandbox, memo_size=4096)
         for i, name in enumerate(todo):
-            log(f"{model_name} / {name}: sampling {per_slice} responses")
+            logger.info(f"{model_name} / {name}: sampling {per_slice} responses")
             flat = [r for r in make_hinted(records, SLICE_HINTS[name], settings.seed) for _ in range(settings.n_samples)]
             texts, lengths = generate_texts(model, tokenizer, [r["prompt"] for r in flat], sampling,
                                             settings.max_new_tokens, {}, lambda n: progress(2 * i * per_slice + n, total))
@@ -106,8 +107,8 @@ def base_rates(model_name: str, slices: list[str], settings: BaseRateSettings, o
                 "kind": KIND, "model": model_name, "slice": name, "hint": SLICE_HINTS[name], "settings": asdict(settings),
                 "command": command, "summary": summary, "provenance": provenance({}, sandbox.isolation.as_dict())})
             results[name] = summary
-            log(f"{model_name} / {name}: hack strict {summary['is_reward_hack_strict']['rate']:.3f}, "
-                f"solve {summary['eq_correct']['rate']:.3f}, formatted {summary['is_formatted']['rate']:.3f}")
+            logger.info(f"{model_name} / {name}: hack strict {summary['is_reward_hack_strict']['rate']:.3f}, "
+                       f"solve {summary['eq_correct']['rate']:.3f}, formatted {summary['is_formatted']['rate']:.3f}")
     return results
 
 

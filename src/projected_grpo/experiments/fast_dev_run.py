@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import TrainerCallback
+from loguru import logger
 
 from projected_grpo.environment.dataset import default_benchmark_path
 from projected_grpo.errors import ConfigError
@@ -49,7 +50,7 @@ def _stable(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith(VOLATILE)}
 
 
-def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: str | None = None, log=print,
+def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: str | None = None,
                  extra_overrides: Sequence[str] = ()) -> dict:
     """`extra_overrides`: config overrides appended to every run's (e.g. `model.dtype="bfloat16"` on a GPU)."""
     out_dir = Path(out_dir)
@@ -85,9 +86,9 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: 
                      "leak_heldout": max(r["projection/leak_heldout"] for r in rows),
                      "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*"))}
         timings[f"arm {arm}"] = time.perf_counter() - t
-        log(f"  {arm:12s} reward {arms[arm]['reward']:.2f}  hack {arms[arm]['hack_strict']:.2f}  "
-            f"cin {arms[arm]['cin']:.3f}  leak {arms[arm]['leak']:.1e}  held-out leak {arms[arm]['leak_heldout']:.3f}  "
-            f"({timings[f'arm {arm}']:.0f}s)")
+        logger.info(f"  {arm:12s} reward {arms[arm]['reward']:.2f}  hack {arms[arm]['hack_strict']:.2f}  "
+                   f"cin {arms[arm]['cin']:.3f}  leak {arms[arm]['leak']:.1e}  held-out leak {arms[arm]['leak_heldout']:.3f}  "
+                   f"({timings[f'arm {arm}']:.0f}s)")
     t = time.perf_counter()
     killed = config("resumed", "erase")
     run = build_run(killed, out_dir / "resumed")
@@ -97,12 +98,12 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: 
     train(killed, resume=True)
     resumed_ok = [_stable(r) for r in _rows(out_dir / "resumed")] == [_stable(r) for r in _rows(out_dir / "erase")]
     timings["kill + resume"] = time.perf_counter() - t
-    log(f"  resume after a kill matches the uninterrupted run: {resumed_ok}")
+    logger.info(f"  resume after a kill matches the uninterrupted run: {resumed_ok}")
     t = time.perf_counter()
     summary = evaluate(out_dir / eval_arm, EvalSettings(n_samples=2, n_problems=2, max_new_tokens=64))
     timings["eval"] = time.perf_counter() - t
-    log(f"  eval ({eval_arm}): " + ", ".join(f"{k}: hack {v['is_reward_hack_strict']['rate']:.2f} correct "
-                                       f"{v['eq_correct']['rate']:.2f}" for k, v in summary["results"].items()))
+    logger.info(f"  eval ({eval_arm}): " + ", ".join(f"{k}: hack {v['is_reward_hack_strict']['rate']:.2f} correct "
+                                              f"{v['eq_correct']['rate']:.2f}" for k, v in summary["results"].items()))
     timings["total"] = time.perf_counter() - start
     projection_held = all(a["leak"] <= 1e-6 for name, a in arms.items() if ARMS[name].mode in ("erase", "route"))
     report = {"model": model or "warm-up tiny model", "arms": arms, "resume_matches": resumed_ok, "projection_held": projection_held,

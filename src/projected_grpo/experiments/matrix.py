@@ -30,6 +30,7 @@ from pathlib import Path
 
 import tomllib
 import yaml
+from loguru import logger
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
@@ -159,7 +160,7 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
     return path
 
 
-def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
+def run_experiment(exp: Experiment, out_dir: str | Path) -> Path:
     from projected_grpo.experiments.report import write_report
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.evaluate import evaluate
@@ -182,9 +183,9 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     arms = sorted(exp.arms, key=lambda a: a != "vanilla")  # vanilla first: probe arms learn from its rollouts
     cells = [(arm, seed) for seed in exp.seeds for arm in arms]
     first = exp.cell_config(cells[0][0], cells[0][1], out_dir / "cells" / "x")
-    resolve_organism(first, log=log)  # build the organism once, before the progress bar
+    resolve_organism(first)  # build the organism once, before the progress bar
     todo = [(a, s) for a, s in cells if not cell_done(out_dir / "cells" / cell_name(a, s), exp.eval_checkpoints)]
-    log(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {first.steps} steps each → {out_dir}")
+    logger.info(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {first.steps} steps each → {out_dir}")
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     with tqdm(total=len(todo) * first.steps, desc=exp.name, unit="step", dynamic_ncols=True) as bar:
@@ -201,7 +202,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
                     shutil.rmtree(cell_dir, ignore_errors=True)
                 else:
                     bar.update(int(Path(checkpoint).name.split("-")[-1]))
-                train(resolve_organism(config, log=log), resume=checkpoint is not None,
+                train(resolve_organism(config), resume=checkpoint is not None,
                       callbacks=(_StepBar(bar, name),), progress_bar=False)
             else:
                 bar.update(config.steps)

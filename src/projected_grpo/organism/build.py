@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from loguru import logger
 
 from projected_grpo.adapters.layers import default_cache_dir
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
@@ -159,7 +160,7 @@ def measure_priors(model, tokenizer, records: list[dict], c: OrganismConfig, gra
     return out
 
 
-def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print, progress=lambda done, total: None) -> Organism:
+def build(c: OrganismConfig, root: Path, sandbox: Sandbox, progress=lambda done, total: None) -> Organism:
     """Build into `root` (through a temporary sibling, renamed when complete); `progress(done, total)` over SFT steps."""
     start = time.perf_counter()
     tmp = root.with_name(root.name + ".partial")
@@ -173,8 +174,8 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print, progress=l
     texts = [m["content"] for p in prompts[:4000] for m in p] + completions[:4000]
     tokenizer = train_bpe_tokenizer(texts, c.vocab_size)
     model = tiny_model("tiny-qwen3", vocab_size=len(tokenizer), hidden=c.hidden, layers=c.layers, seed=c.seed)
-    log(f"organism: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-        f"{len(train)} train / {len(held)} held-out problems, SFT {c.sft_steps} steps × {c.sft_batch}")
+    logger.info(f"organism: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+                f"{len(train)} train / {len(held)} held-out problems, SFT {c.sft_steps} steps × {c.sft_batch}")
     t0 = time.perf_counter()
     losses = supervised_finetune(model, tokenizer, prompts, completions, steps=c.sft_steps, lr=c.sft_lr,
                                  batch_size=c.sft_batch, seed=c.seed, in_order=True, progress=progress)
@@ -187,7 +188,7 @@ def build(c: OrganismConfig, root: Path, sandbox: Sandbox, log=print, progress=l
     write_jsonl_atomic(tmp / "pairs_mechanism.jsonl", mechanism)
     write_jsonl_atomic(tmp / "pairs_placebo.jsonl", placebo)
     max_new = max(len(tokenizer(t)["input_ids"]) for t in completions[:2000]) + 16
-    log(f"organism: SFT done in {time.perf_counter() - t0:.0f}s; measuring its priors with the real grader")
+    logger.info(f"organism: SFT done in {time.perf_counter() - t0:.0f}s; measuring its priors with the real grader")
     t0 = time.perf_counter()
     priors = measure_priors(model, tokenizer, held, c, Grader(sandbox), max_new)
     write_json_atomic(tmp / "priors.json", priors)
@@ -211,7 +212,7 @@ def is_built(c: OrganismConfig, cache_dir: Path | None = None) -> bool:
 
 
 def ensure_organism(c: OrganismConfig = OrganismConfig(), cache_dir: Path | None = None, sandbox: Sandbox | None = None,
-                    log=print, rebuild: bool = False, progress=lambda done, total: None) -> tuple[Organism, bool]:
+                    rebuild: bool = False, progress=lambda done, total: None) -> tuple[Organism, bool]:
     """(organism, whether it was already built): load from the cache, or build it once."""
     root = organism_dir(c, cache_dir)
     if is_built(c, cache_dir) and not rebuild:
@@ -219,7 +220,7 @@ def ensure_organism(c: OrganismConfig = OrganismConfig(), cache_dir: Path | None
     own = sandbox is None
     sandbox = sandbox or Sandbox(2, Limits())
     try:
-        return build(c, root, sandbox, log, progress), False
+        return build(c, root, sandbox, progress), False
     finally:
         if own:
             sandbox.close()

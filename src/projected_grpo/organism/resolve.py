@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 
+from loguru import logger
+
 from projected_grpo.errors import ConfigError
 from projected_grpo.organism.build import OrganismConfig, ensure_organism
 from projected_grpo.training.config import TrainConfig
 
 
-def resolve_organism(config: TrainConfig, log=print) -> TrainConfig:
+def resolve_organism(config: TrainConfig) -> TrainConfig:
     """`model.source = "organism"`: build (or load from the cache) the organism and point the model,
     the train / held-out problems and the pair sets at its files. Other configs pass through."""
     if config.model.source != "organism":
@@ -27,7 +29,8 @@ def resolve_organism(config: TrainConfig, log=print) -> TrainConfig:
         organism_config = OrganismConfig(**config.organism)
     except ValueError as e:
         raise ConfigError(f"{e}. Fix: see docs/organism.md") from None
-    organism, _ = ensure_organism(organism_config, log=log)
+    organism, cached = ensure_organism(organism_config)
+    logger.debug(f"model: the organism {organism.root} ({'from the cache' if cached else 'built now'})")
     out = copy.deepcopy(config)
     out.model.source = str(organism.model)
     out.data.path = out.data.path or str(organism.train)

@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import polars as pl
+from loguru import logger
 from transformers import TrainerCallback
 
 from projected_grpo.atomic import atomic_path
 from projected_grpo.projection.optimizer import ProjectingOptimizer
 from projected_grpo.training.reward import LabelLog, TimedReward, label_metrics
+from projected_grpo.training.runlog import step_line
 from projected_grpo.training.trainer import AdapterGRPOTrainer
 
 
@@ -21,12 +23,13 @@ class MetricsCallback(TrainerCallback):
     """One JSON line per optimizer step: TRL's logs + projection stats + oracle labels + timings."""
 
     def __init__(self, run_dir: Path, optimizer: ProjectingOptimizer, labels: LabelLog, reward: TimedReward,
-                 sample_every: int, seed: int, trainer: AdapterGRPOTrainer):
+                 sample_every: int, seed: int, trainer: AdapterGRPOTrainer, console: bool = True):
         self.path, self.samples = run_dir / "metrics.jsonl", run_dir / "completions.jsonl"
         self.rollouts = run_dir / "rollouts.jsonl"
         self.optimizer, self.labels, self.reward, self.sample_every = optimizer, labels, reward, sample_every
         self.rng = random.Random(seed)
         self.trainer = trainer
+        self.log = logger.bind(console=console)  # the step line: train.log always, the console when asked
         self.step_start = time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -45,12 +48,7 @@ class MetricsCallback(TrainerCallback):
             return
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.trainer.step_writer is not None:
-            self.trainer.step_writer(
-                f"step {state.global_step}/{state.max_steps}  reward {row['reward']:.2f}  "
-                f"hack {row.get('labels/hack_strict', 0):.2f}  correct {row.get('labels/correct', 0):.2f}  "
-                f"cin {stats.get('cin', 0):.3f}  leak(held-out) {stats.get('leak_heldout', float('nan')):.3f}  "
-                f"({row['time/step_s']:.1f}s)")
+        self.log.info(step_line(state, row, stats))
         keep = ("reward_hack_label", "is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "eq_hinted",
                 "gt_correct_hardened", "exploited", "mode")
         with self.rollouts.open("a") as f:  # every rollout of the step, with its oracle labels (probe data)

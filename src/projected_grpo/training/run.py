@@ -9,13 +9,12 @@ import copy
 import dataclasses
 import functools
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
+from loguru import logger
 from transformers import ProgressCallback, TrainerCallback
 
 from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
@@ -36,10 +35,10 @@ from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, projection_gate
 from projected_grpo.training.data import training_records
-from projected_grpo.training.liblog import library_log
 from projected_grpo.training.metrics import MetricsCallback
 from projected_grpo.training.resume import resume_point
 from projected_grpo.training.reward import LabelLog, TeacherPool, TimedReward
+from projected_grpo.training.runlog import CheckpointLog, logged_run
 from projected_grpo.training.trainer import ADAPTER_FILE, AdapterGRPOTrainer, QuietProgress, grpo_args
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -65,10 +64,13 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
                           "training). Fix: pass projected_grpo.organism.resolve.resolve_organism(config)")
     run_dir = Path(run_dir or config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    log = logger.bind(console=progress_bar)  # under another progress bar (the experiment runner): train.log only
     torch.manual_seed(config.seed)
     arm = ARMS[config.arm]
     # on the training device and dtype from the start: extraction and the shapers run where training will
     model, tokenizer = load_model(config.model.source, dtype=DTYPES[config.model.dtype], device=default_device())
+    log.info(f"model: {config.model.source} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+             f"{config.model.dtype}, on {next(model.parameters()).device})")
     adapters = attach_adapters(model, AdapterConfig(config.adapter.kind, tuple(config.adapter.targets), config.adapter.rank,
                                                     seed=config.seed), base_model_id=config.model.source)
     b = config.basis
@@ -84,9 +86,14 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     if arm.intervention == "tdga":  # the trusted subspace of an honest warm-up replaces the hack basis
         basis, basis_path = trusted_basis(honest_warmup(config, run_dir), config.intervention.trusted_k), run_dir / "basis.safetensors"
         b = dataclasses.replace(b, k_use=config.intervention.trusted_k)
+        log.info(f"basis: the trusted subspace of the honest warm-up (k {b.k_use})")
     else:
-        basis, basis_path, _ = extract(pairs, config=extraction)
+        basis, basis_path, cached = extract(pairs, config=extraction)
+        log.info(f"basis: {b.space} space, k_use {b.k_use}, from {len(pairs)} {'placebo ' if arm.placebo else ''}pairs; "
+                 f"{'cached' if cached else 'extracted'} {basis_path}")
     heldout = extract(held, config=dataclasses.replace(extraction, control="none", seed=0))[0] if held else None
+    if held:
+        log.info(f"held-out basis: {len(held)} pairs kept out of the projection (the leak is measured on it)")
     basis.save(run_dir / "basis.safetensors")
     if heldout is not None:
         heldout.save(run_dir / "basis_heldout.safetensors")
@@ -120,9 +127,10 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
             if config.data.mix > 0 else None)
     trainer = AdapterGRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                                  processing_class=tokenizer, optimizers=(optimizer, None), adapters=adapters,
-                                 teacher_pool=pool, reward_fn=reward, step_writer=functools.partial(tqdm.write, file=sys.stderr) if progress_bar else None)
+                                 teacher_pool=pool, reward_fn=reward)
     trainer.add_callback(MetricsCallback(run_dir, optimizer, labels, reward, config.log_completion_every, config.seed,
-                                         trainer))
+                                         trainer, console=progress_bar))
+    trainer.add_callback(CheckpointLog(console=progress_bar))
     if trainer.pop_callback(ProgressCallback) is not None and progress_bar:
         trainer.add_callback(QuietProgress())
     write_json_atomic(run_dir / "config.json", config.as_dict())
@@ -135,7 +143,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: tuple = (), prog
     """Run (or continue) one training run; returns its directory. `resume`: see resume.resume_point."""
     run_dir = Path(config.output_dir)
     checkpoint = resume_point(config, resume)  # a changed config or a finished run: refused before anything is written
-    with library_log(run_dir / "train.log"):
+    with logged_run(config, checkpoint, console=progress_bar):  # train.log: appended to on a resume
         return _train(config, run_dir, checkpoint, callbacks, progress_bar)
 
 
@@ -165,6 +173,7 @@ def honest_warmup(config: TrainConfig, run_dir: Path) -> list[dict[str, torch.Te
     adapters' trainable vector after every step (the first entry is the start)."""
     warm = copy.deepcopy(config)
     warm.arm, warm.steps, warm.save_every = "rl_baseline", config.intervention.warmup_steps, 10 ** 9
+    logger.bind(console=False).info(f"tdga: honest warm-up, {warm.steps} steps, in {run_dir / 'tdga_warmup'}")
     run = build_run(warm, run_dir / "tdga_warmup", progress_bar=False)
     snapshots = [{n: m.trainable.detach().flatten().clone() for n, m in run.adapters}]
 
@@ -175,6 +184,7 @@ def honest_warmup(config: TrainConfig, run_dir: Path) -> list[dict[str, torch.Te
     run.trainer.add_callback(Snapshot())
     run.trainer.train()
     run.sandbox.close()
+    logger.bind(console=False).info("tdga: warm-up done")
     return snapshots
 
 

@@ -56,17 +56,16 @@ class AdapterGRPOTrainer(GRPOTrainer):
     """TRL's trainer with the adapters, the zero-adapter KL reference, adapter-only checkpoints, the
     epoch-seeded sampler, the shared-prompt log-prob forward and (optionally) a teacher pool.
 
-    `step_writer` prints one human line per step (when a progress bar is shown); with a teacher pool,
-    `reward_fn` is told which completions carry frozen pool rewards."""
+    With a teacher pool, `reward_fn` is told which completions carry frozen pool rewards."""
 
     def __init__(self, *args, adapters: Adapters, teacher_pool: TeacherPool | None = None,
-                 reward_fn: TimedReward | None = None, step_writer=None, **kwargs):
+                 reward_fn: TimedReward | None = None, **kwargs):
         config: GRPOConfig = kwargs["args"]
         beta = config.beta
         config.beta = 0.0  # keep TRL from loading a second model by hub id; the reference is zeroed adapters
         super().__init__(*args, **kwargs)
         config.beta = self.beta = beta
-        self.adapters, self.teacher_pool, self.reward_fn, self.step_writer = adapters, teacher_pool, reward_fn, step_writer
+        self.adapters, self.teacher_pool, self.reward_fn = adapters, teacher_pool, reward_fn
         self.last_generation_s = 0.0
         self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
         if self.use_vllm:  # vLLM generates from the merged training policy, under the base names
@@ -128,7 +127,7 @@ class AdapterGRPOTrainer(GRPOTrainer):
 
 
 class QuietProgress(ProgressCallback):
-    """The progress bar without the raw log dicts it writes every step (our callback prints a line)."""
+    """The progress bar without the raw log dicts it writes every step (our callback logs a line)."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         return None
