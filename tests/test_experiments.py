@@ -128,8 +128,8 @@ preset = "organism"
 steps = 3
 save_every = 1
 organism = {{ {organism} }}
-[train.intervention]
-probe = "vanilla"  # shared by every cell; only probe arms may act on it (the others must not wait for it)
+[train.intervention.probe]
+path = "vanilla"  # shared by every cell; only probe arms may act on it (the others must not wait for it)
 [train.grpo]
 num_generations = 2
 prompts_per_step = 2

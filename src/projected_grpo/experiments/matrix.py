@@ -148,7 +148,7 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
     source = out_dir / "cells" / cell_name("vanilla", seed)
     path = out_dir / "probes" / f"probe-s{seed}.safetensors"
     if not cell_done(source):
-        raise ConfigError(f"probe arm with intervention.probe = \"vanilla\": {source} is not finished. "
+        raise ConfigError(f"probe arm with intervention.probe.path = \"vanilla\": {source} is not finished. "
                           "Fix: include the vanilla arm in the experiment")
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +193,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
             cell_dir = out_dir / "cells" / name
             config = exp.cell_config(arm, seed, cell_dir)
             start = time.perf_counter()
-            if ARMS[config.arm].monitor == "probe" and config.intervention.probe == "vanilla":
-                config.intervention.probe = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
+            if ARMS[config.arm].monitor == "probe" and config.intervention.probe.path == "vanilla":
+                config.intervention.probe.path = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
             if not (cell_dir / "adapter.safetensors").is_file():
                 checkpoint = last_complete_checkpoint(cell_dir) if cell_dir.is_dir() else None  # not a half-saved one
                 if checkpoint is None:
