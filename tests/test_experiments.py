@@ -247,3 +247,12 @@ def test_variants_run_an_arm_with_its_own_settings(tmp_path):
     summary = json.loads((root / "summary.json").read_text())
     assert summary["paired"]["erase_k1"]["h1"] == "supported" and summary["paired"]["random_grad"]["h1"] == "— (control)"
     assert has_row(report, "erase_k1", "method", "3") and has_row(report, "random_grad", "control", "3")
+
+
+def test_an_experiment_recorded_before_fields_moved_continues_under_the_new_names():
+    from projected_grpo.experiments.matrix import recorded
+
+    old = {"name": "x", "train": {"preset": "organism", "intervention": {"probe": "vanilla"}},
+           "variants": {"half": {"arm": "erase", "basis": {"heldout": 0.625}}}}
+    assert recorded(old) == {"name": "x", "train": {"preset": "organism", "intervention": {"probe": {"path": "vanilla"}}},
+                             "variants": {"half": {"arm": "erase", "basis": {"leak_heldout": 0.625}}}}

@@ -64,6 +64,22 @@ def test_invalid_config_is_one_clear_error_before_any_work(tmp_path, text, messa
     assert str(path) in str(err.value)
 
 
+def test_a_config_saved_before_fields_moved_reads_back_under_the_new_names():
+    """A run's config.json from before issue 15.3 (flat [intervention], basis.k_extract / heldout / seed): evaluate
+    and resume read it as the same run, not as an error (a user's own config with those names gets one)."""
+    from projected_grpo.training.config import saved_config
+
+    old = {"arm": "probe_penalty", "basis": {"k_extract": 6, "heldout": 0.5, "seed": 3},
+           "intervention": {"probe": "p.safetensors", "probe_threshold": 0.3, "penalty": 2.0, "judge_model": "m",
+                            "form": "additive", "warmup_steps": 3}}
+    c = saved_config(old, "config.json")
+    i = c.intervention
+    assert (c.basis.k, c.basis.leak_heldout, c.basis.leak_heldout_seed, c.basis.seed) == (6, 0.5, 3, None)
+    assert (i.probe.path, i.probe.threshold, i.monitor.penalty, i.judge.model, i.advantage.form, i.tdga.warmup_steps) \
+        == ("p.safetensors", 0.3, 2.0, "m", "additive", 3)
+    assert saved_config(json.loads(json.dumps(c.as_dict())), "config.json") == c  # today's shape round-trips
+
+
 def test_cli_reports_config_errors_and_bad_overrides(tmp_path):
     result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--set", "grpo.temperature=0"])
     assert result.exit_code == 2 and "temperature" in result.output

@@ -37,7 +37,7 @@ from projected_grpo.atomic import write_json_atomic
 from projected_grpo.errors import ConfigError, read_user_text
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import TrainConfig, load_config
+from projected_grpo.training.config import TrainConfig, load_config, renamed
 from projected_grpo.training.evaluate import EvalSettings, eval_summary
 from projected_grpo.training.resume import last_complete_checkpoint
 
@@ -159,6 +159,15 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
     return path
 
 
+def recorded(experiment: dict) -> dict:
+    """A saved experiment record with its run-config tables under today's field names (training.config.RENAMED),
+    so an experiment started before a field moved continues once its file is updated."""
+    out = experiment | {"train": renamed(experiment["train"])}
+    if "variants" in experiment:
+        out["variants"] = {name: renamed(table) for name, table in experiment["variants"].items()}
+    return out
+
+
 def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
     from projected_grpo.experiments.report import write_report
     from projected_grpo.organism.resolve import resolve_organism
@@ -172,8 +181,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path, log=print) -> Path:
               "last_k": exp.last_k} | ({"eval_checkpoints": exp.eval_checkpoints} if exp.eval_checkpoints else {}) \
         | ({"variants": exp.variants} if exp.variants else {})
     saved = out_dir / "experiment.json"
-    if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
-        diff = config_diff(json.loads(saved.read_text())["experiment"], record)
+    if saved.is_file() and (before := recorded(json.loads(saved.read_text())["experiment"])) != record:
+        diff = config_diff(before, record)
         raise ConfigError(f"{out_dir}: holds an experiment with a different configuration ({'; '.join(diff)}). "
                           "Fix: choose another output directory, or restore the original config")
     if not saved.is_file():
