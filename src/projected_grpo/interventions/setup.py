@@ -1,5 +1,5 @@
-"""Builds an arm's published intervention from its config: the reward shaper (monitors, advantage
-modification) and, for TDGA, the trusted subspace from an honest warm-up."""
+"""The `[intervention]` table (one sub-table per published intervention, each defined beside its code) and
+what an arm builds from it: the reward shaper (monitors, advantage modification)."""
 
 from __future__ import annotations
 
