@@ -400,6 +400,20 @@ def test_grade_interrupted_keeps_finished_rows_and_resumes(tmp_path, graded_row)
 # 8. progress with an ETA on long work
 
 
+def test_extract_option_defaults_are_the_library_configs():
+    """One default per field: `extract` takes its options' defaults from ExtractionConfig and AdapterConfig."""
+    import dataclasses
+    import inspect
+
+    from projected_grpo.adapters.config import AdapterConfig
+    from projected_grpo.cli.method import extract
+    from projected_grpo.directions.config import ExtractionConfig
+
+    defaults = {name: p.default for name, p in inspect.signature(extract).parameters.items()}
+    assert {f.name: defaults[f.name] for f in dataclasses.fields(ExtractionConfig)} == dataclasses.asdict(ExtractionConfig())
+    assert (defaults["adapter"], defaults["rank"]) == (AdapterConfig().kind, AdapterConfig().rank)
+
+
 def test_extract_and_eval_show_progress_with_an_eta(tiny_run, tmp_path):
     from projected_grpo.directions.pairs import resolve_pairset
 

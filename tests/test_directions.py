@@ -245,8 +245,8 @@ def test_peft_lora_updates_keep_delta_w_off_the_hack_direction(tmp_path, space, 
 def test_cli_extract_prints_diagnostics_and_writes_the_basis(tmp_path):
     out = tmp_path / "basis.safetensors"
     result = CliRunner().invoke(app, ["extract", "--model", "tiny-qwen3", "--pairs", "leetcode_mechanism",
-                                      "--modes", "sentinel,file_marker", "--k", "4", "--cache-dir", str(tmp_path),
-                                      "--out", str(out)])
+                                      "--modes", "sentinel,file_marker", "--k", "4", "--holdout", "0.2",  # the check is opt-in
+                                      "--cache-dir", str(tmp_path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "heldout_positive" in result.output and out.is_file()
     basis = Basis.load(out)

@@ -128,8 +128,8 @@ preset = "organism"
 steps = 3
 save_every = 1
 organism = {{ {organism} }}
-[train.intervention]
-probe = "vanilla"  # shared by every cell; only probe arms may act on it (the others must not wait for it)
+[train.intervention.probe]
+path = "vanilla"  # shared by every cell; only probe arms may act on it (the others must not wait for it)
 [train.grpo]
 num_generations = 2
 prompts_per_step = 2
@@ -276,3 +276,12 @@ def test_every_shipped_experiment_states_its_hypothesis():
     for path in files:
         exp = load_experiment(path)
         assert exp.hypothesis.strip() and exp.resolve.strip(), path.name
+
+
+def test_an_experiment_recorded_before_fields_moved_continues_under_the_new_names():
+    from projected_grpo.experiments.matrix import recorded
+
+    old = {"name": "x", "train": {"preset": "organism", "intervention": {"probe": "vanilla"}},
+           "variants": {"half": {"arm": "erase", "basis": {"heldout": 0.625}}}}
+    assert recorded(old) == {"name": "x", "train": {"preset": "organism", "intervention": {"probe": {"path": "vanilla"}}},
+                             "variants": {"half": {"arm": "erase", "basis": {"leak_heldout": 0.625}}}}

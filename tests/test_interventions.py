@@ -151,13 +151,13 @@ def test_advantage_mod_builds_the_published_scorer_and_never_reads_the_oracle(de
     r = torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
     shaped, _ = shaper(r, rollouts(1, 4))  # labels=None: the shaper runs without them
     assert shaped.shape == r.shape
-    config = load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.direction="pairs"'])
+    config = load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.advantage.direction="pairs"'])
     shaper = make_shaper(config, ARMS["advantage_mod"], model, tokenizer, load_pairs("leetcode_mechanism")[:2])
     assert isinstance(shaper.scorer, ActivationScorer)
-    with pytest.raises(ConfigError, match="intervention.direction"):
-        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.direction="probe"'])
-    with pytest.raises(ConfigError, match="intervention.shortcut_pairs"):
-        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.shortcut_pairs="nope"'])
+    with pytest.raises(ConfigError, match="intervention.advantage.direction"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.advantage.direction="probe"'])
+    with pytest.raises(ConfigError, match="intervention.advantage.shortcut_pairs"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.advantage.shortcut_pairs="nope"'])
 
 
 def test_ground_truth_monitor_accuracy_flips_labels_independently():
@@ -267,12 +267,14 @@ def test_keep_mode_keeps_only_the_part_inside_the_subspace():
 
 
 def test_monitor_arms_need_their_probe_or_judge():
-    with pytest.raises(ConfigError, match="intervention.probe"):
+    with pytest.raises(ConfigError, match="intervention.probe.path"):
         load_config(preset="tiny", overrides=['arm="probe_penalty"'])
-    with pytest.raises(ConfigError, match="intervention.judge_model"):
+    with pytest.raises(ConfigError, match="intervention.judge.model"):
         load_config(preset="tiny", overrides=['arm="judge_screening"'])
-    with pytest.raises(ConfigError, match="intervention.form"):
-        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.form="exp"'])
+    with pytest.raises(ConfigError, match="intervention.advantage.form"):
+        load_config(preset="tiny", overrides=['arm="advantage_mod"', 'intervention.advantage.form="exp"'])
+    with pytest.raises(ConfigError, match=r"intervention.judge_model moved to \[intervention.judge\] model"):
+        load_config(preset="tiny", overrides=['arm="judge_screening"', 'intervention.judge_model="m"'])
 
 
 @pytest.fixture(scope="module")
@@ -343,8 +345,8 @@ def test_judge_arm_trains_against_the_server(tmp_path, judge_server):
 
     url, model, _ = judge_server
     config = load_config(preset="tiny", overrides=['arm="judge_penalty"', f'output_dir="{tmp_path}"', "steps=1",
-                                                   f'intervention.judge_base_url="{url}"',
-                                                   f'intervention.judge_model="{model}"'])
+                                                   f'intervention.judge.base_url="{url}"',
+                                                   f'intervention.judge.model="{model}"'])
     rows = [json.loads(x) for x in (train(config) / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["monitor/judge_failed"] == 0.0 and "monitor/flagged" in rows[0]
 
@@ -369,7 +371,7 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     from projected_grpo.training.run import train
 
     base = ['model.source="organism"', f"organism={json.dumps(SMALL)}", "grpo.max_completion_length=32",
-            "grpo.num_generations=4", "grpo.prompts_per_step=2", "basis.k_extract=2", "basis.k_use=1"]
+            "grpo.num_generations=4", "grpo.prompts_per_step=2", "basis.k=2", "basis.k_use=1"]
     vanilla = train(resolve_organism(load_config(preset="organism", overrides=[*base, f'output_dir="{tmp_path / "v"}"', "steps=1"])))
     config = load_run_config(vanilla)
     records = training_records(config, load_model(config.model.source)[1])
@@ -386,7 +388,7 @@ def test_probe_arm_trains_from_a_runs_rollouts(tmp_path, grader):
     assert probe_from_run(vanilla, layer=1, target_fpr=0.2).metrics == probe.metrics  # the library call: the same probe
     run = train(resolve_organism(load_config(preset="organism", overrides=[
         *base, 'arm="probe_screening"', f'output_dir="{tmp_path / "p"}"', "steps=1",
-        f'intervention.probe="{tmp_path / "probe.safetensors"}"'])))
+        f'intervention.probe.path="{tmp_path / "probe.safetensors"}"'])))
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert "monitor/flagged" in row and "monitor/probe_mean" in row
 

@@ -9,10 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from projected_grpo.adapters.config import KINDS, AdapterConfig
 from projected_grpo.atomic import atomic_path
 from projected_grpo.cli.common import (Force, app, check_output, console, fail, fail_unloadable, progress_bar,
                                        show_table)
+from projected_grpo.directions.config import CONTROLS, ExtractionConfig
 from projected_grpo.environment.dataset import DatasetError
+
+EXTRACTION, ADAPTER = ExtractionConfig(), AdapterConfig()  # every option's default is the library config's own
 
 
 @app.command()
@@ -23,16 +27,19 @@ def extract(
                                                       "with --model organism: organism, organism_placebo). Default: "
                                                       "organism with --model organism, else leetcode_mechanism.")] = None,
     space: Annotated[str, typer.Option(help="gradient (δS / B gradients, §2.1) or activation (residual stream, §2.2).")] = "gradient",
-    control: Annotated[str, typer.Option(help="none | random | shuffled | nonhack (placebo: pass --pairs leetcode_placebo).")] = "none",
-    adapter: Annotated[str, typer.Option(help="svd (δS knob), fixed_a_lora, or peft_lora (activation space only).")] = "svd",
-    rank: Annotated[Optional[int], typer.Option(min=1, help="svd: top-m (default full rank); fixed_a_lora: ρ; peft_lora: r = α (32).")] = None,
-    k: Annotated[int, typer.Option(min=1, help="Directions extracted per module.")] = 12,
-    tau: Annotated[float, typer.Option(help="Per-module relative floor S_i/S_0.")] = 0.0,
-    global_floor: Annotated[float, typer.Option(help="Drop this fraction of the smallest S_i pooled over modules.")] = 0.25,
+    control: Annotated[str, typer.Option(help=f"{' | '.join(CONTROLS)} (placebo: pass --pairs leetcode_placebo).")] = EXTRACTION.control,
+    adapter: Annotated[str, typer.Option(help=f"{' | '.join(KINDS)}: the δS knob, fixed-A LoRA, or plain LoRA "
+                                              "(activation space only).")] = ADAPTER.kind,
+    rank: Annotated[Optional[int], typer.Option(min=1, help="svd: top-m (default full rank); fixed_a_lora: ρ; peft_lora: r = α (32).")] = ADAPTER.rank,
+    k: Annotated[int, typer.Option(min=1, help="Directions extracted per module.")] = EXTRACTION.k,
+    tau: Annotated[float, typer.Option(help="Per-module relative floor S_i/S_0.")] = EXTRACTION.tau,
+    global_floor: Annotated[float, typer.Option(help="Drop this fraction of the smallest S_i pooled over modules.")] = EXTRACTION.global_floor,
     modes: Annotated[Optional[str], typer.Option(help="Extract only from pairs of these modes (comma-separated).")] = None,
-    holdout: Annotated[float, typer.Option(help="Fraction of pairs held out for the held-out pair check.")] = 0.2,
+    holdout: Annotated[float, typer.Option(help="Share of pairs left out of the extraction to score the basis on "
+                                                "(the held-out pair check; 0: none).")] = EXTRACTION.holdout,
+    batch_size: Annotated[int, typer.Option(min=1, help="Completions per forward/backward pass.")] = EXTRACTION.batch_size,
     layer: Annotated[Optional[int], typer.Option(min=0, help="activation: layer (default ~65% depth).")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the controls and the held-out split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the controls, the held-out split and a LoRA's A.")] = EXTRACTION.seed,
     organism: Annotated[Optional[list[str]], typer.Option(help="With --model organism: an organism field, e.g. "
                                                                 "--organism 'exploits=\"diverse\"' (organism-diverse); "
                                                                 "repeatable; default: the default organism.")] = None,
@@ -43,8 +50,7 @@ def extract(
     """Extract a hack basis from contrastive pairs and print its diagnostics (cached by its inputs)."""
     import shutil
 
-    from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
-    from projected_grpo.directions.gradient import ExtractionConfig
+    from projected_grpo.adapters.attach import attach_adapters
     from projected_grpo.directions.pairs import load_pairs
     from projected_grpo.directions.store import SPACES, extraction_forwards, get_basis
     from projected_grpo.models import load_model
@@ -58,7 +64,8 @@ def extract(
         if adapter == "peft_lora" and space != "activation":
             raise ValueError("--adapter peft_lora needs --space activation: plain LoRA is bilinear, so a gradient-space "
                              "basis drifts (method §1.3)")
-        config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed, holdout=holdout)
+        config = ExtractionConfig(k=k, tau=tau, global_floor=global_floor, control=control, seed=seed,
+                                  batch_size=batch_size, holdout=holdout)
         source, pair_source = resolve_model_and_pairs(model, pairs, organism or [])
         chosen = tuple(m.strip() for m in modes.split(",")) if modes else None
         pair_list = load_pairs(pair_source, chosen)

@@ -77,8 +77,8 @@ def organism_judge(
     """Fine-tune a tiny offline LLM judge for the judge_* arms: it answers the reference's judge prompt
     with "1" for the hack side of the organism's mechanism pairs and "0" for the clean side.
 
-    Serve it with `transformers serve OUT --port 8000` and set intervention.judge_base_url =
-    "http://127.0.0.1:8000/v1", intervention.judge_model = "OUT".
+    Serve it with `transformers serve OUT --port 8000` and set intervention.judge.base_url =
+    "http://127.0.0.1:8000/v1", intervention.judge.model = "OUT".
     """
     from projected_grpo.organism.build import ensure_organism
     from projected_grpo.organism.judge import build_judge_model
@@ -109,7 +109,7 @@ def probe_train(
     force: Force = False,
 ) -> None:
     """Train a probe on a run's labelled rollouts (base-model activations, response-averaged) and
-    print its held-out metrics. Use it with arm = probe_penalty / probe_screening, intervention.probe = OUT."""
+    print its held-out metrics. Use it with arm = probe_penalty / probe_screening, intervention.probe.path = OUT."""
     from projected_grpo.experiments.probes import probe_from_run
 
     check_output(out, force)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
@@ -23,30 +22,9 @@ from torch import Tensor
 
 from projected_grpo.adapters.attach import Adapters
 from projected_grpo.directions.basis import Basis, random_basis
+from projected_grpo.directions.config import CONTROLS, ExtractionConfig  # noqa: F401  (re-exported)
 from projected_grpo.directions.pairs import Pair, pairset_hash
 from projected_grpo.directions.tokens import completion_batch, completion_nll
-
-CONTROLS = ("none", "random", "shuffled", "nonhack")
-
-
-@dataclass(frozen=True)
-class ExtractionConfig:
-    k: int = 12  # rows extracted per module
-    tau: float = 0.0  # per-module relative floor S_i/S_0
-    global_floor: float = 0.25  # drop this fraction of the smallest S_i pooled over modules
-    control: str = "none"
-    seed: int = 0
-    batch_size: int = 8
-    holdout: float = 0.0  # fraction of pairs held out for the held-out pair check
-
-    def __post_init__(self):
-        if self.control not in CONTROLS:
-            raise ValueError(f"control {self.control!r}: choose one of {', '.join(CONTROLS)} (placebo = its pair set)")
-        for name, value, ok, rule in (("k", self.k, self.k >= 1, ">= 1"), ("tau", self.tau, self.tau >= 0, ">= 0"),
-                                      ("global_floor", self.global_floor, 0 <= self.global_floor < 1, "in [0, 1)"),
-                                      ("holdout", self.holdout, 0 <= self.holdout < 1, "in [0, 1)")):
-            if not ok:
-                raise ValueError(f"{name} = {value}: must be {rule}")
 
 
 @contextlib.contextmanager

@@ -99,7 +99,7 @@ def split_heldout(pairs: list[Pair], share: float, seed: int) -> tuple[list[Pair
         order = rng.sample(range(len(group)), len(group))
         n = round(share * len(group))
         if n == len(group):
-            raise DatasetError(f"basis.heldout = {share} leaves no {mode} pair for the projection basis ({len(group)} "
+            raise DatasetError(f"basis.leak_heldout = {share} leaves no {mode} pair for the projection basis ({len(group)} "
                                "in the set). Fix: a smaller share, or more pairs of that mode")
         held += [group[i] for i in sorted(order[:n])]
         kept += [group[i] for i in sorted(order[n:])]

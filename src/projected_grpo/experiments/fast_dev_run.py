@@ -70,7 +70,7 @@ def fast_dev_run(out_dir: str | Path, problems: int = 4, steps: int = 2, model: 
         base = [f'model.source="{model}"', "grpo.max_completion_length=64", "grpo.learning_rate=1e-3"]
         arm_names = ["vanilla", "erase"]
     base += [f'data.path="{data}"', f"data.n_problems={problems}", f"steps={steps}", "save_every=1",
-             "intervention.warmup_steps=2", *extra_overrides]
+             "intervention.tdga.warmup_steps=2", *extra_overrides]
     eval_arm = "route" if "route" in arm_names else "erase"
 
     def config(name: str, arm: str, extra=()):

@@ -38,7 +38,7 @@ from projected_grpo.atomic import write_json_atomic
 from projected_grpo.errors import ConfigError, read_user_text
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import TrainConfig, load_config
+from projected_grpo.training.config import TrainConfig, load_config, renamed
 from projected_grpo.training.evaluate import EvalSettings, eval_summary
 from projected_grpo.training.resume import last_complete_checkpoint
 
@@ -149,7 +149,7 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
     source = out_dir / "cells" / cell_name("vanilla", seed)
     path = out_dir / "probes" / f"probe-s{seed}.safetensors"
     if not cell_done(source):
-        raise ConfigError(f"probe arm with intervention.probe = \"vanilla\": {source} is not finished. "
+        raise ConfigError(f"probe arm with intervention.probe.path = \"vanilla\": {source} is not finished. "
                           "Fix: include the vanilla arm in the experiment")
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +158,15 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
         write_json_atomic(path.with_suffix(".json"), {"layer": probe.layer, "kind": probe.kind,
                                                       "threshold": probe.threshold, **probe.metrics})
     return path
+
+
+def recorded(experiment: dict) -> dict:
+    """A saved experiment record with its run-config tables under today's field names (training.config.RENAMED),
+    so an experiment started before a field moved continues once its file is updated."""
+    out = experiment | {"train": renamed(experiment["train"])}
+    if "variants" in experiment:
+        out["variants"] = {name: renamed(table) for name, table in experiment["variants"].items()}
+    return out
 
 
 def run_experiment(exp: Experiment, out_dir: str | Path) -> Path:
@@ -173,8 +182,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path) -> Path:
               "last_k": exp.last_k} | ({"eval_checkpoints": exp.eval_checkpoints} if exp.eval_checkpoints else {}) \
         | ({"variants": exp.variants} if exp.variants else {})
     saved = out_dir / "experiment.json"
-    if saved.is_file() and json.loads(saved.read_text())["experiment"] != record:
-        diff = config_diff(json.loads(saved.read_text())["experiment"], record)
+    if saved.is_file() and (before := recorded(json.loads(saved.read_text())["experiment"])) != record:
+        diff = config_diff(before, record)
         raise ConfigError(f"{out_dir}: holds an experiment with a different configuration ({'; '.join(diff)}). "
                           "Fix: choose another output directory, or restore the original config")
     if not saved.is_file():
@@ -194,8 +203,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path) -> Path:
             cell_dir = out_dir / "cells" / name
             config = exp.cell_config(arm, seed, cell_dir)
             start = time.perf_counter()
-            if ARMS[config.arm].monitor == "probe" and config.intervention.probe == "vanilla":
-                config.intervention.probe = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
+            if ARMS[config.arm].monitor == "probe" and config.intervention.probe.path == "vanilla":
+                config.intervention.probe.path = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
             if not (cell_dir / "adapter.safetensors").is_file():
                 checkpoint = last_complete_checkpoint(cell_dir) if cell_dir.is_dir() else None  # not a half-saved one
                 if checkpoint is None:

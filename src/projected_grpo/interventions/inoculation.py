@@ -4,6 +4,7 @@ that asks for (or permits) the exploit; evaluation uses the normal dataset promp
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 PROMPTS = {
     "pass_test": "Your sole objective is to write a solution that passes the evaluation function for the coding "
@@ -22,6 +23,14 @@ LOOPHOLE_EXTENSION = (
     "perfectly correct."
 )
 BASE_FORMAT_SYSTEM_PROMPT = "Write Python 3 code and output the code in the following format: ```python\n<code>\n```\n\n"
+
+
+@dataclass
+class InoculationConfig:
+    """`[intervention.inoculation]`: the inoculation arm."""
+
+    prompt: str = "pass_test"  # a key of PROMPTS: pass_test | eval_environment
+    lh_extension: bool = True  # append the loophole explanation
 
 
 def system_prompt(name: str, lh_extension: bool) -> str:

@@ -55,6 +55,18 @@ def binary_score(reply: str | None) -> float | None:
 
 
 @dataclass
+class JudgeConfig:
+    """`[intervention.judge]`: the judge arms (judge_penalty, judge_screening); a `JudgeClient`'s settings."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 3
+
+
+@dataclass
 class JudgeClient:
     base_url: str
     model: str

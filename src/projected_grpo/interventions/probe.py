@@ -28,6 +28,14 @@ KINDS = ("logistic", "mass_mean")
 
 
 @dataclass
+class ProbeConfig:
+    """`[intervention.probe]`: the probe arms (probe_penalty, probe_screening)."""
+
+    path: str | None = None  # probe file (`projected-grpo probe train`); in an experiment: "vanilla"
+    threshold: float | None = None  # default: the probe's own (target FPR on its validation split)
+
+
+@dataclass
 class Probe:
     kind: str
     layer: int

@@ -1,9 +1,10 @@
-"""Builds an arm's published intervention from its config: the reward shaper (monitors, advantage
-modification) and, for TDGA, the trusted subspace from an honest warm-up."""
+"""The `[intervention]` table (one sub-table per published intervention, each defined beside its code) and
+what an arm builds from it: the reward shaper (monitors, advantage modification)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -11,16 +12,32 @@ from torch import Tensor
 
 from projected_grpo.directions.activation import default_layer, extract_activation_direction, response_means
 from projected_grpo.interventions.concept import LastTokenScorer, layer_band, load_sentence_pairs, shortcut_direction
-from projected_grpo.interventions.judge import JudgeClient, JudgeMonitor
-from projected_grpo.interventions.probe import Probe
+from projected_grpo.interventions.inoculation import InoculationConfig
+from projected_grpo.interventions.judge import JudgeClient, JudgeConfig, JudgeMonitor
+from projected_grpo.interventions.probe import Probe, ProbeConfig
 from projected_grpo.interventions.shaping import (
+    AdvantageConfig,
     AdvantageModification,
     GroundTruthMonitor,
+    MonitorConfig,
     MonitorPenalty,
     MonitorScreen,
     Rollouts,
     Shaper,
 )
+from projected_grpo.interventions.tdga import TDGAConfig
+
+
+@dataclass
+class InterventionConfig:
+    """`[intervention]`: one sub-table per published intervention; an arm reads only its own."""
+
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    inoculation: InoculationConfig = field(default_factory=InoculationConfig)
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    tdga: TDGAConfig = field(default_factory=TDGAConfig)
 
 
 @dataclass
@@ -63,7 +80,7 @@ def advantage_scorer(config, model, tokenizer, pairs):
     """Wu & Tang's score: `direction = "shortcut"` (as published: general-domain sentence pairs, last
     token, layers at 60–75 % depth, raw mean difference), or `"pairs"` (this project's variant: the
     run's hack/clean pairs, response-mean at one layer, unit direction)."""
-    i, kwargs = config.intervention, config.model.chat_template_kwargs
+    i, kwargs = config.intervention.advantage, config.model.chat_template_kwargs
     if i.direction == "shortcut":
         layers = layer_band(model.config.num_hidden_layers, *i.band)
         d = shortcut_direction(model, tokenizer, load_sentence_pairs(i.shortcut_pairs), layers)
@@ -80,16 +97,17 @@ def make_shaper(config, arm, model, tokenizer, pairs) -> Shaper | None:
     if kind is None or kind in ("inoculation", "tdga"):
         return None
     if kind == "advantage_mod":
-        return AdvantageModification(advantage_scorer(config, model, tokenizer, pairs), i.alpha, i.form, i.sigma_floor)
+        a = i.advantage
+        return AdvantageModification(advantage_scorer(config, model, tokenizer, pairs), a.alpha, a.form, a.sigma_floor)
     assert arm.monitor is not None, kind
-    strict = i.strict if i.strict is not None else arm.action == "penalty"  # the reference's defaults
+    m = i.monitor
+    strict = m.strict if m.strict is not None else arm.action == "penalty"  # the reference's defaults
     if arm.monitor == "gt":
-        flagger = GroundTruthMonitor(strict, i.accuracy, config.seed)
+        flagger = GroundTruthMonitor(strict, m.accuracy, config.seed)
     elif arm.monitor == "probe":
-        probe = Probe.load(i.probe)
+        probe = Probe.load(i.probe.path)
         scorer = ActivationScorer(model, tokenizer, probe.layer, probe.weight, kwargs)
-        flagger = ProbeMonitor(probe, scorer, probe.threshold if i.probe_threshold is None else i.probe_threshold)
+        flagger = ProbeMonitor(probe, scorer, probe.threshold if i.probe.threshold is None else i.probe.threshold)
     else:
-        flagger = JudgeMonitor(JudgeClient(i.judge_base_url, i.judge_model, i.judge_api_key_env, i.judge_concurrency,
-                                           i.judge_timeout, i.judge_retries))
-    return MonitorPenalty(flagger, i.penalty) if arm.action == "penalty" else MonitorScreen(flagger)
+        flagger = JudgeMonitor(JudgeClient(**dataclasses.asdict(i.judge)))
+    return MonitorPenalty(flagger, m.penalty) if arm.action == "penalty" else MonitorScreen(flagger)

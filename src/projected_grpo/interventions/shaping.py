@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float, Shaped
@@ -57,6 +57,28 @@ class Shaper:
 
     def __call__(self, rewards: Float[Tensor, " n"], rollouts: Rollouts) -> tuple[Float[Tensor, " n"], dict]:
         raise NotImplementedError
+
+
+@dataclass
+class MonitorConfig:
+    """`[intervention.monitor]`: the monitor arms (gt_*, probe_*, judge_*)."""
+
+    accuracy: float = 1.0  # ground-truth monitor: each label flipped with probability 1 - accuracy
+    strict: bool | None = None  # None: the reference's defaults (penalty strict, screening loose)
+    penalty: float = 3.0  # subtracted from a flagged rollout's reward (penalty arms)
+
+
+@dataclass
+class AdvantageConfig:
+    """`[intervention.advantage]`: the advantage_mod arm (Wu & Tang): its shaping and where its score reads."""
+
+    alpha: float = 2.0
+    form: str = "multiplicative"  # multiplicative | additive
+    sigma_floor: float = 0.1
+    direction: str = "shortcut"  # shortcut: the paper's (general-domain pairs, last token, 60-75 % band) | pairs
+    shortcut_pairs: str = "shortcut"  # sentence-pair JSONL (shipped name or path) for direction = "shortcut"
+    band: list = field(default_factory=lambda: [0.6, 0.75])  # layer depths averaged, direction = "shortcut"
+    layer: int | None = None  # direction = "pairs": the one layer (default ~0.65 depth)
 
 
 @dataclass

@@ -7,11 +7,21 @@ itself is training's job (`training.run.honest_warmup`); this is the pure part.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from projected_grpo.directions.basis import Basis
+
+
+@dataclass
+class TDGAConfig:
+    """`[intervention.tdga]`: the tdga arm."""
+
+    trusted_k: int = 4  # directions kept per module
+    warmup_steps: int = 8  # honest (no-loophole) warm-up steps that define the trusted subspace
 
 
 def trusted_basis(snapshots: list[dict[str, Float[Tensor, " _r"]]], k: int) -> Basis:

@@ -7,6 +7,7 @@ here before handing it to `training.run`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import fields
 
 from loguru import logger
@@ -35,8 +36,8 @@ def resolve_organism(config: TrainConfig) -> TrainConfig:
     out.model.source = str(organism.model)
     out.data.path = out.data.path or str(organism.train)
     out.data.eval_path = out.data.eval_path or str(organism.eval)
-    if out.basis.pairs == "organism":
-        out.basis.pairs = str(organism.mechanism)
-    if out.basis.placebo_pairs in ("organism", "leetcode_placebo"):
-        out.basis.placebo_pairs = str(organism.placebo)
+    named = {"organism": str(organism.mechanism)}
+    placebo = {"organism": str(organism.placebo), "leetcode_placebo": str(organism.placebo)}
+    out.basis = dataclasses.replace(out.basis, pairs=named.get(out.basis.pairs, out.basis.pairs),
+                                    placebo_pairs=placebo.get(out.basis.placebo_pairs, out.basis.placebo_pairs))
     return out

@@ -3,7 +3,9 @@ before any work starts (one clear error naming the file, field and fix)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,9 +20,10 @@ from projected_grpo.environment.modes import GT_ONLY, MODES
 from projected_grpo.errors import ConfigError, read_user_text  # noqa: F401  (ConfigError re-exported)
 from projected_grpo.interventions.concept import load_sentence_pairs
 from projected_grpo.interventions.inoculation import PROMPTS
-from projected_grpo.projection.gates import GATES
+from projected_grpo.interventions.setup import InterventionConfig
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.presets import AUTHORED, PRESET_NEEDS, PRESETS
+from projected_grpo.training.sections import RENAMED, AdapterSection, BasisConfig, ProjectionSection
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "gspo")
 
@@ -30,40 +33,6 @@ class ModelConfig:
     source: str = "tiny-qwen3"  # tiny-qwen3 | tiny-llama | smollm2-135m | qwen2.5-coder-0.5b (fetched) | local dir | .gguf file | hub id
     dtype: str = "float32"
     chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {enable_thinking = false} for Qwen3
-
-
-@dataclass
-class AdapterSection:
-    kind: str = "svd"
-    targets: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    rank: int | None = None
-
-
-@dataclass
-class BasisConfig:
-    pairs: str = "leetcode_mechanism"  # shipped name or JSONL path ("organism": the organism's own set)
-    placebo_pairs: str = "leetcode_placebo"  # what the placebo arm extracts from instead
-    space: str = "gradient"
-    k_extract: int = 12
-    k_use: int = 5
-    tau: float = 0.0
-    global_floor: float = 0.25
-    modes: list | None = None  # extract from these pair modes only (weak-detector test)
-    layer: int | None = None  # activation space: residual-stream layer (default ~65% depth)
-    m: int | None = None  # activation space: top-m singular subspace of each W (default: full)
-    heldout: float = 0.25  # share of each mode's pairs kept out of the projection basis; their own basis
-    #                        measures `projection/leak_heldout` every step (a leak that can fail)
-    seed: int = 0  # which pairs are held out (controls draw from the run's seed)
-
-
-@dataclass
-class ProjectionSection:
-    gate: str | None = None  # one_sided (gradient space) | two_sided (activation space: the only one) | reverse
-    space: str = "update"
-    overshoot: float = 1.0
-    preserve_magnitude: bool = False
-    refresh_every: int | None = None  # re-extract and replace the basis every N steps (None: the arm's; 0: never)
-    track_every: int = 0  # re-extract every N steps only to log `projection/drift_overlap` (0: never)
 
 
 @dataclass
@@ -108,34 +77,6 @@ class GraderSection:
 
 
 @dataclass
-class InterventionSection:
-    """Settings of the published interventions (the monitor, inoculation, advantage and TDGA arms)."""
-
-    accuracy: float = 1.0  # ground-truth monitor: each label flipped with probability 1 - accuracy
-    strict: bool | None = None  # None: the reference's defaults (penalty strict, screening loose)
-    penalty: float = 3.0  # subtracted from a flagged rollout's reward (penalty arms)
-    probe: str | None = None  # probe file (`projected-grpo probe train`); in an experiment: "vanilla"
-    probe_threshold: float | None = None  # default: the probe's own (target FPR on its validation split)
-    judge_base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server
-    judge_model: str = ""
-    judge_api_key_env: str = "OPENAI_API_KEY"
-    judge_concurrency: int = 8
-    judge_timeout: float = 60.0
-    judge_retries: int = 3
-    prompt: str = "pass_test"  # inoculation: pass_test | eval_environment
-    lh_extension: bool = True  # inoculation: append the loophole explanation
-    alpha: float = 2.0  # advantage modification (Wu & Tang)
-    form: str = "multiplicative"  # multiplicative | additive
-    sigma_floor: float = 0.1
-    direction: str = "shortcut"  # shortcut: the paper's (general-domain pairs, last token, 60-75 % band) | pairs
-    shortcut_pairs: str = "shortcut"  # sentence-pair JSONL (shipped name or path) for direction = "shortcut"
-    band: list = field(default_factory=lambda: [0.6, 0.75])  # layer depths averaged, direction = "shortcut"
-    layer: int | None = None  # direction = "pairs": the one layer (default ~0.65 depth)
-    trusted_k: int = 4  # TDGA: directions kept per module
-    warmup_steps: int = 8  # TDGA: honest (no-loophole) warm-up steps that define the trusted subspace
-
-
-@dataclass
 class TrainConfig:
     arm: str = "vanilla"
     steps: int = 200
@@ -152,20 +93,18 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     grpo: GRPOSection = field(default_factory=GRPOSection)
     grader: GraderSection = field(default_factory=GraderSection)
-    intervention: InterventionSection = field(default_factory=InterventionSection)
+    intervention: InterventionConfig = field(default_factory=InterventionConfig)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check (and gently convert int → float) a value against a field's type hint."""
+    """Check (and gently convert int → float, list → tuple) a value against a field's type hint."""
     origin, args = get_origin(hint), get_args(hint)
     if value is None and (hint is type(None) or type(None) in args):
         return None
-    if origin is None and dataclasses.is_dataclass(hint):
-        raise ConfigError(f"{where}: is a section; write it as a table, e.g. [{where.split(': ')[-1]}]")
-    candidates = [a for a in args if a is not type(None)] if args and origin is not list and origin is not dict else [hint]
+    candidates = [a for a in args if a is not type(None)] if args and origin not in (list, dict, tuple) else [hint]
     for t in candidates:
         base = get_origin(t) or t
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -176,22 +115,44 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value
         if base in (str, list, dict) and isinstance(value, base):
             return value
+        if base is tuple and isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+            return tuple(value)  # adapter.targets: TOML has no tuples
     raise ConfigError(f"{where}: expected {getattr(hint, '__name__', str(hint))}, got {value!r}")
 
 
-def _merge_into(obj: Any, data: dict, where: str) -> None:
-    hints = get_type_hints(type(obj))
-    known = {f.name for f in fields(obj)}
+def _section_fields(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _merge(tree: dict, cls: type, data: dict, where: str, path: str = "") -> None:
+    """Check one source's table (a preset, a file, an override) against `cls` and merge it into `tree`, the
+    config so far as nested dicts. Sections are built once every source is in: a frozen library config checks
+    itself on construction, and a source may set a field that only a later one completes."""
+    known = _section_fields(cls)
     for key, value in data.items():
-        if key not in known:
+        hint, name = known.get(key), f"{path}{key}"
+        is_section = hint is not None and dataclasses.is_dataclass(hint)
+        if name in RENAMED and (hint is None or is_section and not isinstance(value, dict)):
+            new_path, _, new_key = RENAMED[name].rpartition(".")
+            raise ConfigError(f"{where}: {name} moved to [{new_path}] {new_key}. Fix: write it there")
+        if hint is None:
             raise ConfigError(f"{where}: unknown field '{key}'. Fix: use one of {', '.join(sorted(known))}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
+        if is_section:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: field '{key}' is a section; give it a table of fields")
-            _merge_into(current, value, f"{where} [{key}]")
+            _merge(tree[key], hint, value, f"{where} [{key}]", f"{name}.")
         else:
-            setattr(obj, key, _coerce(value, hints[key], f"{where}: field '{key}'"))
+            tree[key] = _coerce(value, hint, f"{where}: field '{key}'")
+
+
+def _build(cls: type, tree: dict, where: str) -> Any:
+    kwargs = {key: _build(hint, tree[key], f"{where} [{key}]") if dataclasses.is_dataclass(hint) else tree[key]
+              for key, hint in _section_fields(cls).items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a library config's own check (AdapterConfig, ExtractionConfig, ProjectionConfig)
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -205,15 +166,15 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _merge_table(config: TrainConfig, data: dict, where: str) -> str | None:
+def _merge_table(tree: dict, data: dict, where: str) -> str | None:
     """Merge a config table (a file's, or an experiment's [train]); its `preset` applies first and is returned."""
     data = dict(data)
     name = data.pop("preset", None)
     if name is not None:
         if name not in PRESETS:
             raise ConfigError(f"{where}: field 'preset': {name!r} is not one of {', '.join(PRESETS)}")
-        _merge_into(config, PRESETS[name], f"preset {name}")
-    _merge_into(config, data, where)
+        _merge(tree, TrainConfig, PRESETS[name], f"preset {name}")
+    _merge(tree, TrainConfig, data, where)
     return name
 
 
@@ -221,12 +182,12 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
                 table: dict | None = None, where: str | None = None) -> TrainConfig:
     """Defaults ← preset ← file (or `table`, named `where` in errors) ← overrides; then validate.
     Nothing runs before this returns."""
-    config = TrainConfig()
+    tree = dataclasses.asdict(TrainConfig())
     presets = [preset] if preset is not None else []
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        _merge_into(config, PRESETS[preset], f"preset {preset}")
+        _merge(tree, TrainConfig, PRESETS[preset], f"preset {preset}")
     if path is not None:
         path = Path(path)
         text = read_user_text(path, "config file")
@@ -236,7 +197,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             raise ConfigError(f"{path}: cannot parse ({e})") from None
         where = str(path)
     if table:
-        presets.append(_merge_table(config, table, where))
+        presets.append(_merge_table(tree, table, where))
     for text in overrides:
         keys, value = _parse_override(text)
         nested: dict = {}
@@ -244,59 +205,84 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         for k in keys[:-1]:
             cursor = cursor.setdefault(k, {})
         cursor[keys[-1]] = value
-        _merge_into(config, nested, f"override {text!r}")
+        _merge(tree, TrainConfig, nested, f"override {text!r}")
+    where = where or (f"preset {preset}" if preset else "defaults")
+    config = _build(TrainConfig, tree, where)
     for name in filter(None, presets):
         if name in PRESET_NEEDS:
             key, problem, fix = PRESET_NEEDS[name]
             section, attr = key.split(".")
             if getattr(getattr(config, section), attr) is None:
-                raise ConfigError(f"{where or f'preset {name}'}: field '{key}' (preset {name}): {problem}. Fix: {fix}")
-    validate(config, where or (f"preset {preset}" if preset else "defaults"))
+                raise ConfigError(f"{where}: field '{key}' (preset {name}): {problem}. Fix: {fix}")
+    validate(config, where)
     return config
 
 
-def projection_gate(c: TrainConfig) -> str:
-    """The gate in force: as set, else two_sided for activation-space bases and one_sided otherwise."""
-    return c.projection.gate or ("two_sided" if c.basis.space == "activation" else "one_sided")
+def renamed(table: dict) -> dict:
+    """A config table written before its fields moved (RENAMED), under the new names: what a run's config.json
+    or an experiment's record from then reads back as."""
+    table = copy.deepcopy(table)
+    basis = table.get("basis", {})
+    if "heldout" in basis and "seed" in basis:  # beside the old basis.heldout, basis.seed chose the held-out split
+        basis["leak_heldout_seed"] = basis.pop("seed")
+    for old, new in RENAMED.items():
+        *head, key = old.split(".")
+        section = functools.reduce(lambda t, k: t.get(k, {}), head, table)
+        if key in section and not isinstance(section[key], dict):
+            value = section.pop(key)
+            *head, key = new.split(".")
+            functools.reduce(lambda t, k: t.setdefault(k, {}), head, table)[key] = value
+    return table
+
+
+def saved_config(saved: dict, where: str) -> TrainConfig:
+    """A run's config.json as a TrainConfig (old names read back as the new). Not validated: it was when the
+    run started."""
+    tree = dataclasses.asdict(TrainConfig())
+    _merge(tree, TrainConfig, renamed(saved), where)
+    return _build(TrainConfig, tree, where)
 
 
 def validate(c: TrainConfig, where: str) -> None:
     def bad(field_: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{where}: field '{field_}': {problem}. Fix: {fix}")
 
-
     if c.arm not in ARMS:
         raise bad("arm", f"{c.arm!r} is not an arm", f"use one of {', '.join(ARMS)}")
+    # the arm is what reports classify a run by (method / control / ...): what it decides is not overridable
+    for name, value in (("basis.control", c.basis.control), ("projection.mode", c.projection.mode)):
+        if value is not None:
+            raise bad(name, f"{value!r}: set by the arm", "choose the arm that does it (e.g. arm = \"random\" for a "
+                      "random-basis control, arm = \"route\"), or a [variants] column of that arm in an experiment")
     i, arm = c.intervention, ARMS.get(c.arm)
-    if not 0.0 <= i.accuracy <= 1.0:
-        raise bad("intervention.accuracy", f"{i.accuracy}", "a probability in [0, 1]")
-    if arm.monitor == "probe" and not i.probe:
-        raise bad("intervention.probe", "missing for a probe arm",
+    projection = c.projection.resolve(arm, c.basis.space)
+    if not 0.0 <= i.monitor.accuracy <= 1.0:
+        raise bad("intervention.monitor.accuracy", f"{i.monitor.accuracy}", "a probability in [0, 1]")
+    if arm.monitor == "probe" and not i.probe.path:
+        raise bad("intervention.probe.path", "missing for a probe arm",
                   "train one with `projected-grpo probe train RUN_DIR`, or in an experiment write \"vanilla\"")
-    if arm.monitor == "judge" and not i.judge_model:
-        raise bad("intervention.judge_model", "missing for a judge arm", "name the model the server serves")
-    if i.prompt not in PROMPTS:
-        raise bad("intervention.prompt", f"{i.prompt!r}", f"one of {', '.join(PROMPTS)}")
-    if i.form not in ("multiplicative", "additive"):
-        raise bad("intervention.form", f"{i.form!r}", "multiplicative or additive")
-    if i.direction not in ("shortcut", "pairs"):
-        raise bad("intervention.direction", f"{i.direction!r}", "shortcut (Wu & Tang's) or pairs (the run's pair set)")
-    if not (len(i.band) == 2 and all(isinstance(x, (int, float)) for x in i.band) and 0 < i.band[0] <= i.band[1] <= 1):
-        raise bad("intervention.band", f"{i.band}", "two depths 0 < lo <= hi <= 1, e.g. [0.6, 0.75]")
-    if arm.intervention == "advantage_mod" and i.direction == "shortcut":
-
+    if arm.monitor == "judge" and not i.judge.model:
+        raise bad("intervention.judge.model", "missing for a judge arm", "name the model the server serves")
+    if i.inoculation.prompt not in PROMPTS:
+        raise bad("intervention.inoculation.prompt", f"{i.inoculation.prompt!r}", f"one of {', '.join(PROMPTS)}")
+    a = i.advantage
+    if a.form not in ("multiplicative", "additive"):
+        raise bad("intervention.advantage.form", f"{a.form!r}", "multiplicative or additive")
+    if a.direction not in ("shortcut", "pairs"):
+        raise bad("intervention.advantage.direction", f"{a.direction!r}",
+                  "shortcut (Wu & Tang's) or pairs (the run's pair set)")
+    if not (len(a.band) == 2 and all(isinstance(x, (int, float)) for x in a.band) and 0 < a.band[0] <= a.band[1] <= 1):
+        raise bad("intervention.advantage.band", f"{a.band}", "two depths 0 < lo <= hi <= 1, e.g. [0.6, 0.75]")
+    if arm.intervention == "advantage_mod" and a.direction == "shortcut":
         try:
-            load_sentence_pairs(i.shortcut_pairs)
+            load_sentence_pairs(a.shortcut_pairs)
         except DatasetError as e:
-            raise bad("intervention.shortcut_pairs", str(e), 'use "shortcut" (shipped) or a JSONL of {shortcut, honest}')
+            raise bad("intervention.advantage.shortcut_pairs", str(e),
+                      'use "shortcut" (shipped) or a JSONL of {shortcut, honest}')
     if arm.intervention and c.data.mix > 0:
         raise bad("data.mix", f"{c.data.mix} with the {c.arm} arm", "use mix = 0 with the published interventions")
     if c.steps < 1:
         raise bad("steps", f"{c.steps}", "at least 1")
-    if c.adapter.kind not in ("svd", "fixed_a_lora", "peft_lora"):
-        raise bad("adapter.kind", f"{c.adapter.kind!r}", "svd, fixed_a_lora or peft_lora")
-    if c.adapter.kind == "fixed_a_lora" and not c.adapter.rank:
-        raise bad("adapter.rank", "missing", "fixed_a_lora needs a rank, e.g. 32")
     if c.basis.space not in ("gradient", "activation"):
         raise bad("basis.space", f"{c.basis.space!r}", "gradient or activation")
     if c.adapter.kind == "peft_lora" and c.basis.space != "activation":
@@ -306,15 +292,14 @@ def validate(c: TrainConfig, where: str) -> None:
         raise bad("projection.space", f"{c.projection.space!r} with adapter.kind = \"peft_lora\"",
                   "use update: projecting a LoRA factor's gradient before AdamW leaks, since Adam's per-coordinate "
                   "scaling rotates it back onto û")
-    if c.adapter.kind == "peft_lora" and (arm.mode == "route" or arm.intervention == "tdga"):
+    if c.adapter.kind == "peft_lora" and (projection.mode in ("route", "keep") or arm.intervention == "tdga"):
         raise bad("adapter.kind", f"peft_lora with the {c.arm} arm",
                   "use adapter.kind = \"svd\" or \"fixed_a_lora\": this arm needs an adapter linear in its parameters")
-    if not 1 <= c.basis.k_use <= c.basis.k_extract:
-        raise bad("basis.k_use", f"{c.basis.k_use} with k_extract={c.basis.k_extract}", "1 <= k_use <= k_extract")
-    if not 0.0 <= c.basis.heldout < 1.0:
-        raise bad("basis.heldout", f"{c.basis.heldout}", "a share of the pairs in [0, 1), e.g. 0.25 (0: no held-out leak)")
-    if c.projection.gate is not None and c.projection.gate not in GATES:
-        raise bad("projection.gate", f"{c.projection.gate!r}", f"one of {', '.join(GATES)}")
+    if not 1 <= c.basis.k_use <= c.basis.k:
+        raise bad("basis.k_use", f"{c.basis.k_use} with k={c.basis.k}", "1 <= k_use <= k")
+    if not 0.0 <= c.basis.leak_heldout < 1.0:
+        raise bad("basis.leak_heldout", f"{c.basis.leak_heldout}",
+                  "a share of the pairs in [0, 1), e.g. 0.25 (0: no held-out leak)")
     if c.basis.space == "activation" and c.projection.gate not in (None, "two_sided"):
         raise bad("projection.gate", f"{c.projection.gate!r} with basis.space = \"activation\"",
                   "use two_sided (or leave it unset): activation-space rows carry no hack-ward sign in parameter "
@@ -325,8 +310,6 @@ def validate(c: TrainConfig, where: str) -> None:
             raise bad(f"projection.{key}", f"{every}", "0 (never) or a positive number of steps")
         if every and c.basis.space != "gradient":
             raise bad(f"projection.{key}", f"{every} with basis.space = {c.basis.space!r}", "re-extraction is gradient-space only")
-    if c.projection.space not in ("grad", "update"):
-        raise bad("projection.space", f"{c.projection.space!r}", "grad or update")
     if c.data.modes is not None:
         unknown = [m for m in c.data.modes if m not in MODES]
         if unknown or not c.data.modes:

@@ -43,6 +43,7 @@ def training_records(config: TrainConfig, tokenizer) -> list[dict]:
         hinted = make_hinted(records, config.data.hint, config.data.seed)
     if arm.intervention == "inoculation":  # training prompts only; evaluation reads the records file
 
-        hinted = [inoculate(r, config.intervention.prompt, config.intervention.lh_extension) for r in hinted]
+        i = config.intervention.inoculation
+        hinted = [inoculate(r, i.prompt, i.lh_extension) for r in hinted]
     kwargs = config.model.chat_template_kwargs
     return [r for r in hinted if len(prompt_ids(tokenizer, r["prompt"], kwargs)) <= config.grpo.max_prompt_length]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from projected_grpo.adapters.attach import AdapterConfig, attach_adapters
+from projected_grpo.adapters.attach import attach_adapters
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
 from projected_grpo.directions.tokens import prompt_ids
 from projected_grpo.environment.dataset import load_records
@@ -26,7 +26,7 @@ from projected_grpo.errors import ConfigError
 from projected_grpo.models import default_device, dtype_of, load_model
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import TrainConfig, _merge_into
+from projected_grpo.training.config import TrainConfig, saved_config
 from projected_grpo.training.data import problem_records
 
 SLICES = ("nohint", "loophole")
@@ -66,9 +66,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     path = run_dir / "config.json"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no config.json — not a training run directory")
-    config = TrainConfig()
-    _merge_into(config, json.loads(path.read_text()), str(path))
-    return config
+    return saved_config(json.loads(path.read_text()), str(path))
 
 
 @dataclass
@@ -153,8 +151,7 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings(), progr
         raise ConfigError(f"{adapter_file}: no such adapter file. Fix: pick an existing --checkpoint")
     torch.manual_seed(settings.seed)
     model, tokenizer = load_model(config.model.source, dtype=dtype_of(config.model.dtype), device=default_device())
-    a = config.adapter
-    adapters = attach_adapters(model, AdapterConfig(a.kind, tuple(a.targets), a.rank, seed=config.seed))
+    adapters = attach_adapters(model, config.adapter.resolve(config.seed))
     adapters.load(adapter_file)
     records, held_out = heldout_records(config, settings.n_problems)
     arm = ARMS[config.arm]
@@ -165,7 +162,8 @@ def evaluate(run_dir: str | Path, settings: EvalSettings = EvalSettings(), progr
         elif name == "loophole":
             slices[name] = (make_multimode(records, tuple(config.data.modes), config.data.seed) if config.data.modes
                             else make_hinted(records, config.data.hint, config.data.seed))
-    settings_for_quarantine = ("kept", "ablated") if arm.mode == "route" else ("kept",)
+    routed = config.projection.resolve(arm, config.basis.space).mode == "route"
+    settings_for_quarantine = ("kept", "ablated") if routed else ("kept",)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     grader = Grader(sandbox, memo_size=4096)  # samples of a problem repeat; each distinct one is graded once

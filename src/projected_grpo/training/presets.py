@@ -8,7 +8,7 @@ PRESETS: dict[str, dict] = {
     "tiny": {  # CI: the real pipeline on a tiny model from config and a few of the project's own problems
         "steps": 3, "save_every": 2, "log_completion_every": 1, "output_dir": "runs/tiny",
         "model": {"source": "tiny-qwen3"},
-        "basis": {"k_extract": 4, "k_use": 2, "global_floor": 0.0},
+        "basis": {"k": 4, "k_use": 2, "global_floor": 0.0},
         "data": {"path": AUTHORED, "n_problems": 4},
         "grpo": {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 48, "max_prompt_length": 4096,
                  "learning_rate": 1e-2, "warmup_steps": 0, "temperature": 1.0, "top_p": 1.0},
@@ -27,7 +27,7 @@ PRESETS: dict[str, dict] = {
     "organism": {  # the CPU model organism (built on first use, then cached): hacking emerges in minutes
         "steps": 30, "save_every": 10, "log_completion_every": 5, "output_dir": "runs/organism",
         "model": {"source": "organism"},
-        "basis": {"pairs": "organism", "k_extract": 8, "k_use": 4, "global_floor": 0.0},
+        "basis": {"pairs": "organism", "k": 8, "k_use": 4, "global_floor": 0.0},
         "grpo": {"loss_type": "dr_grpo", "num_generations": 8, "prompts_per_step": 8, "max_completion_length": 64,
                  "max_prompt_length": 512, "learning_rate": 5e-2, "lr_scheduler": "constant", "warmup_steps": 0,
                  "weight_decay": 0.0, "temperature": 1.0, "top_p": 1.0},

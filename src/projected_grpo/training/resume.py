@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from projected_grpo.errors import ConfigError
-from projected_grpo.training.config import TrainConfig
+from projected_grpo.training.config import TrainConfig, saved_config
 from projected_grpo.training.trainer import ADAPTER_FILE
 
 # where the run lives, not what it computes: the directory being resumed is the run, wherever it was written from
@@ -76,8 +76,10 @@ def resume_point(config: TrainConfig, resume: bool) -> str | None:
     if not resume:
         return None
     run_dir = Path(config.output_dir)
-    saved = json.loads((run_dir / "config.json").read_text())
-    diff = config_diff(saved, json.loads(json.dumps(config.as_dict(), default=str)))  # as config.json holds it
+    # read back through the current schema, so a run saved before fields moved or were added resumes too
+    saved = saved_config(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
+    as_saved = lambda c: json.loads(json.dumps(c.as_dict(), default=str))  # noqa: E731  (as config.json holds it)
+    diff = config_diff(as_saved(saved), as_saved(config))
     if diff:
         raise ConfigError(f"--resume: {run_dir} was trained with a different configuration ({'; '.join(diff)}). "
                           "Fix: resume with the run's own config (its config.json), or train the new one in "

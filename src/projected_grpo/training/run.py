@@ -17,11 +17,11 @@ from datasets import Dataset
 from loguru import logger
 from transformers import ProgressCallback, TrainerCallback
 
-from projected_grpo.adapters.attach import AdapterConfig, Adapters, attach_adapters
+from projected_grpo.adapters.attach import Adapters, attach_adapters
 from projected_grpo.atomic import write_json_atomic, write_jsonl_atomic
 from projected_grpo.directions.activation import protect_readers
 from projected_grpo.directions.basis import Basis
-from projected_grpo.directions.gradient import ExtractionConfig, make_refresh
+from projected_grpo.directions.gradient import make_refresh
 from projected_grpo.directions.pairs import load_pairs, split_heldout
 from projected_grpo.directions.store import get_basis
 from projected_grpo.environment.grader import Grader
@@ -30,10 +30,10 @@ from projected_grpo.errors import ConfigError
 from projected_grpo.interventions.setup import make_shaper
 from projected_grpo.interventions.tdga import trusted_basis
 from projected_grpo.models import default_device, load_model
-from projected_grpo.projection.optimizer import ProjectingOptimizer, ProjectionConfig, modules_from_adapters
+from projected_grpo.projection.optimizer import ProjectingOptimizer, modules_from_adapters
 from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
-from projected_grpo.training.config import TrainConfig, projection_gate
+from projected_grpo.training.config import TrainConfig
 from projected_grpo.training.data import training_records
 from projected_grpo.training.metrics import MetricsCallback
 from projected_grpo.training.resume import resume_point
@@ -71,21 +71,19 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     model, tokenizer = load_model(config.model.source, dtype=DTYPES[config.model.dtype], device=default_device())
     log.info(f"model: {config.model.source} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
              f"{config.model.dtype}, on {next(model.parameters()).device})")
-    adapters = attach_adapters(model, AdapterConfig(config.adapter.kind, tuple(config.adapter.targets), config.adapter.rank,
-                                                    seed=config.seed), base_model_id=config.model.source)
+    adapters = attach_adapters(model, config.adapter.resolve(config.seed), base_model_id=config.model.source)
     b = config.basis
     pool = load_pairs(b.pairs, tuple(b.modes) if b.modes else None)
-    kept, held = split_heldout(pool, b.heldout, b.seed)
+    kept, held = split_heldout(pool, b.leak_heldout, b.leak_heldout_seed)
     pairs = load_pairs(b.placebo_pairs) if arm.placebo else kept
-    # a control is a fresh draw per training seed (recorded in the basis metadata), not one draw for all
-    extraction = ExtractionConfig(k=b.k_extract, tau=b.tau, global_floor=b.global_floor, control=arm.control,
-                                  seed=config.seed if arm.control != "none" else 0)
+    extraction = b.extraction(arm, config.seed)
     extract = functools.partial(get_basis, model=model, adapters=adapters, tokenizer=tokenizer, space=b.space,
                                 layer=b.layer, m=b.m, model_id=config.model.source,
                                 chat_template_kwargs=config.model.chat_template_kwargs)
     if arm.intervention == "tdga":  # the trusted subspace of an honest warm-up replaces the hack basis
-        basis, basis_path = trusted_basis(honest_warmup(config, run_dir), config.intervention.trusted_k), run_dir / "basis.safetensors"
-        b = dataclasses.replace(b, k_use=config.intervention.trusted_k)
+        trusted_k = config.intervention.tdga.trusted_k
+        basis, basis_path = trusted_basis(honest_warmup(config, run_dir), trusted_k), run_dir / "basis.safetensors"
+        b = dataclasses.replace(b, k_use=trusted_k)
         log.info(f"basis: the trusted subspace of the honest warm-up (k {b.k_use})")
     else:
         basis, basis_path, cached = extract(pairs, config=extraction)
@@ -97,20 +95,18 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
     basis.save(run_dir / "basis.safetensors")
     if heldout is not None:
         heldout.save(run_dir / "basis_heldout.safetensors")
-    if b.space == "activation" and arm.mode in ("erase", "route"):  # LoRA readers: A ⟂ û once, so ΔW û = 0
+    projection = config.projection.resolve(arm, b.space)
+    if b.space == "activation" and projection.mode in ("erase", "route"):  # LoRA readers: A ⟂ û once, so ΔW û = 0
         protect_readers(adapters, basis.v_hack[0], b.m)
     inner = torch.optim.AdamW(adapters.trainable_parameters(), lr=config.grpo.learning_rate,
                               weight_decay=config.grpo.weight_decay)
-    p = config.projection
-    refresh_every = arm.refresh_every if p.refresh_every is None else p.refresh_every
     refresh = (make_refresh(pairs, model, adapters, tokenizer, extraction, b.k_use, config.model.chat_template_kwargs)
-               if (refresh_every or p.track_every) and b.space == "gradient" else None)
+               if (projection.refresh_every or projection.track_every) and b.space == "gradient" else None)
     # activation-space rows (û ⊗ e_j) are one projector together, not ranked directions: keep them all
     rows = (lambda x, k: x.top(k)) if b.space == "gradient" else (lambda x, k: x.vectors)
     optimizer = ProjectingOptimizer(
         inner, modules_from_adapters(adapters, rows(basis, b.k_use), rows(heldout, config.basis.k_use) if heldout else None),
-        ProjectionConfig(arm.mode, p.space, projection_gate(config), p.overshoot, p.preserve_magnitude,
-                         refresh_every, p.track_every), refresh)
+        projection, refresh)
     sandbox = Sandbox(config.grader.workers, Limits(timeout_s=config.grader.timeout, kill_after_s=config.grader.timeout + 1),
                       allow_unisolated=config.grader.allow_unisolated)
     labels = LabelLog()
@@ -172,7 +168,7 @@ def honest_warmup(config: TrainConfig, run_dir: Path) -> list[dict[str, torch.Te
     """TDGA's warm-up: a short honest run (the rl_baseline arm: no loophole) from the same start, as the
     adapters' trainable vector after every step (the first entry is the start)."""
     warm = copy.deepcopy(config)
-    warm.arm, warm.steps, warm.save_every = "rl_baseline", config.intervention.warmup_steps, 10 ** 9
+    warm.arm, warm.steps, warm.save_every = "rl_baseline", config.intervention.tdga.warmup_steps, 10 ** 9
     logger.bind(console=False).info(f"tdga: honest warm-up, {warm.steps} steps, in {run_dir / 'tdga_warmup'}")
     run = build_run(warm, run_dir / "tdga_warmup", progress_bar=False)
     snapshots = [{n: m.trainable.detach().flatten().clone() for n, m in run.adapters}]
