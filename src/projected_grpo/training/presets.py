@@ -41,9 +41,10 @@ PRESETS: dict[str, dict] = {
     },
 }
 # The organism whose base policy writes each exploit in ≥ 8 surface forms (organism/exploit_forms.py): a fairer
-# test bed for probes and judges. Its own cached build and priors; longer completions for the longer forms.
+# test bed for probes and judges. Its own cached build and priors; longer completions for the longer forms; a hack
+# share of 0.3 in the base policy's mixture (0.1 spread over >= 8 forms left ~0 % sampled hacks: docs/organism.md).
 PRESETS["organism-diverse"] = {**PRESETS["organism"], "output_dir": "runs/organism-diverse",
-                               "organism": {"exploits": "diverse"},
+                               "organism": {"exploits": "diverse", "hack_rate": 0.3},  # at 0.1 hacking never took off
                                "grpo": {**PRESETS["organism"]["grpo"], "max_completion_length": 96}}
 
 
