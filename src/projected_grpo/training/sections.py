@@ -73,7 +73,8 @@ class BasisConfig(ExtractionConfig):
         _check_set_fields(self, ExtractionConfig)
 
     def extraction(self, arm: Arm, run_seed: int) -> ExtractionConfig:
-        control = arm.control if self.control is None else self.control
+        assert self.control is None, "basis.control is the arm's (training.config.validate refuses a value)"
+        control = arm.control
         # a control is a fresh draw per training seed (recorded in the basis metadata), not one draw for all
         seed = self.seed if self.seed is not None else run_seed if control != "none" else 0
         return _library(self, ExtractionConfig, control=control, seed=seed)
@@ -89,6 +90,7 @@ class ProjectionSection(ProjectionConfig):
         _check_set_fields(self, ProjectionConfig)
 
     def resolve(self, arm: Arm, basis_space: str) -> ProjectionConfig:
-        return _library(self, ProjectionConfig, mode=arm.mode if self.mode is None else self.mode,
+        assert self.mode is None, "projection.mode is the arm's (training.config.validate refuses a value)"
+        return _library(self, ProjectionConfig, mode=arm.mode,
                         gate=self.gate or ("two_sided" if basis_space == "activation" else "one_sided"),
                         refresh_every=arm.refresh_every if self.refresh_every is None else self.refresh_every)
