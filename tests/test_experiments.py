@@ -169,6 +169,24 @@ def test_killed_matrix_resumes_and_skips_finished_cells(tmp_path):
         assert 0 <= log.index("training ") < log.index("resuming ") and "from checkpoint-1" in log  # appended
     assert "leak(held-out)" not in done.stderr  # under the runner's bar a cell's step lines stay in its train.log
 
+    # The weight-free export: its report regenerates from it alone, and the experiment continues in it.
+    exported = tmp_path / "results"
+    cli = [sys.executable, "-m", "projected_grpo.cli"]
+    got = subprocess.run([*cli, "report", str(out), "--to", str(exported)], env=env, capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr[-3000:]
+    assert not list(exported.rglob("*.safetensors")) and not list(exported.rglob("rollouts.jsonl"))
+    assert (exported / "cells" / "erase-s7" / "eval" / "final" / "summary.json").is_file()
+    report = (out / "report.md").read_text()
+    assert (exported / "report.md").read_text() == report
+    (exported / "report.md").unlink()
+    again = subprocess.run([*cmd[:3], "experiment", str(path), "--output", str(exported)], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 cells (2 done)" in again.stderr and (exported / "report.md").read_text() == report
+    assert not (exported / "cells" / "erase-s7" / "adapter.safetensors").exists()  # nothing trained again
+    refused = subprocess.run([*cli, "report", str(out), "--to", str(tmp_path)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "not an exported experiment" in refused.stderr
+
 
 def test_eval_held_out_flag_is_checked_not_assumed(tmp_path):
     """`held_out` (written into eval summary.json) is True only when no evaluation problem id is among

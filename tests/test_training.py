@@ -116,6 +116,7 @@ def test_every_arm_trains_logs_and_checkpoints(tmp_path, cache, arm):
         "adapter.safetensors", "optimizer.pt", "rng_state.pth", "scheduler.pt", "trainer_state.json"]
     meta = json.loads((run_dir / "provenance.json").read_text())
     assert meta["isolation"]["level"] == "bwrap" and meta["config"]["arm"] == arm
+    assert len(meta["config"]["model_fingerprint"]) == 16 and "torch kernels" in meta["versions"]["cpu"]
     prompts = [json.loads(line) for line in (run_dir / "completions.jsonl").read_text().splitlines()]
     assert prompts and all(("mode" in p) for p in prompts)
     if arm == "rl_baseline":

@@ -26,8 +26,20 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def cpu() -> str:
+    """The CPU model and, when torch is loaded, the vector ISA its kernels use: float results (and so an organism
+    build or a run) are bit-identical on one ISA and differ in the last bits across them (AVX2 vs AVX512)."""
+    try:
+        name = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("model name")), platform.processor())
+    except OSError:
+        name = platform.processor()
+    torch = sys.modules.get("torch")
+    return f"{name}; torch kernels {torch.backends.cpu.get_cpu_capability()}" if torch is not None else name
+
+
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    found: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu()}
     for name in _PACKAGES:
         try:
             found[name] = metadata.version(name)

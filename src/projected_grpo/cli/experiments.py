@@ -39,16 +39,23 @@ def show_report(report: Path, names=("report.md", "summary.json", "cells.jsonl",
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="An experiment output directory.")],
+    to: Annotated[Optional[Path], typer.Option(
+        help="Also copy what the report is computed from (experiment record, per cell config, metrics and eval "
+             "summaries; no weights) into this directory and write the report there: a results folder that "
+             "regenerates on its own and that the experiment can continue from.")] = None,
 ) -> None:
     """Regenerate report.md, curves.png, summary.json and cells.jsonl from an experiment's saved metrics and print
-    the report (markdown, on stdout). The four files are rewritten in RUN_DIR itself, replacing the previous ones."""
+    the report (markdown, on stdout). The four files are rewritten in RUN_DIR itself (with --to: in that
+    directory, replaced whole), replacing the previous ones."""
+    from projected_grpo.errors import ConfigError
+    from projected_grpo.experiments.export import export_run
     from projected_grpo.experiments.report import write_report
 
     if not (run_dir / "experiment.json").is_file():
         fail(f"{run_dir}: no experiment.json — not an experiment output directory")
     try:
-        path = write_report(run_dir)
-    except FileNotFoundError as e:
+        path = export_run(run_dir, to) if to is not None else write_report(run_dir)
+    except (FileNotFoundError, ConfigError) as e:
         fail(str(e))
     show_report(path)
 

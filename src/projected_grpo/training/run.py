@@ -23,7 +23,7 @@ from projected_grpo.directions.activation import protect_readers
 from projected_grpo.directions.basis import Basis
 from projected_grpo.directions.gradient import make_refresh
 from projected_grpo.directions.pairs import load_pairs, split_heldout
-from projected_grpo.directions.store import get_basis
+from projected_grpo.directions.store import get_basis, model_fingerprint
 from projected_grpo.environment.grader import Grader
 from projected_grpo.environment.sandbox import Limits, Sandbox
 from projected_grpo.errors import ConfigError
@@ -131,7 +131,8 @@ def build_run(config: TrainConfig, run_dir: Path | None = None, progress_bar: bo
         trainer.add_callback(QuietProgress())
     write_json_atomic(run_dir / "config.json", config.as_dict())
     write_json_atomic(run_dir / "provenance.json", provenance(
-        {"arm": config.arm, "basis_key": basis_path.stem, "n_train_problems": len(records)}, sandbox.isolation.as_dict()))
+        {"arm": config.arm, "basis_key": basis_path.stem, "model_fingerprint": model_fingerprint(adapters),
+         "n_train_problems": len(records)}, sandbox.isolation.as_dict()))
     return Run(config, run_dir, model, tokenizer, adapters, basis, optimizer, trainer, labels, sandbox)
 
 
