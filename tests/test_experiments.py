@@ -303,3 +303,42 @@ def test_an_experiment_recorded_before_fields_moved_continues_under_the_new_name
            "variants": {"half": {"arm": "erase", "basis": {"heldout": 0.625}}}}
     assert recorded(old) == {"name": "x", "train": {"preset": "organism", "intervention": {"probe": {"path": "vanilla"}}},
                              "variants": {"half": {"arm": "erase", "basis": {"leak_heldout": 0.625}}}}
+
+
+@pytest.mark.slow
+def test_workers_run_cells_in_parallel_as_one_process_would(tmp_path):
+    """`--workers 2`: each cell in its own process; a cell's numbers are those of a one-process run with the
+    same thread count; a cell that fails stops the matrix with one error, and re-running resumes it."""
+    path = _experiment_file(tmp_path)
+    cli = [sys.executable, "-m", "projected_grpo.cli", "experiment", str(path)]
+    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    blocked = tmp_path / "failing" / "cells" / "erase-s7"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the cell's directory goes")
+    failed = subprocess.run([*cli, "--output", str(tmp_path / "failing"), "--workers", "2"], env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode == 2 and "error: cell erase-s7 failed" in failed.stderr, failed.stderr[-3000:]
+    for out, workers in (("parallel", "2"), ("sequential", "1")):
+        done = subprocess.run([*cli, "--output", str(tmp_path / out), "--workers", workers], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    drop = ("time/", "step_time")
+    for cell in ("vanilla-s7", "erase-s7"):
+        rows = {out: [{k: v for k, v in json.loads(x).items() if not k.startswith(drop)}
+                      for x in (tmp_path / out / "cells" / cell / "metrics.jsonl").read_text().splitlines()]
+                for out in ("parallel", "sequential")}
+        assert rows["parallel"] == rows["sequential"] and len(rows["parallel"]) == 3
+        evals = [json.loads((tmp_path / out / "cells" / cell / "eval" / "final" / "summary.json").read_text())["results"]
+                 for out in ("parallel", "sequential")]
+        assert evals[0] == evals[1]
+        prov = json.loads((tmp_path / "parallel" / "cells" / cell / "provenance.json").read_text())
+        assert prov["versions"]["cpu"].endswith(f"{threads} thread(s)")
+
+
+def test_probe_arms_wait_for_their_seeds_vanilla_cell(tmp_path):
+    from projected_grpo.experiments.matrix import probe_waits
+
+    exp = load_experiment(_experiment_file(tmp_path))
+    cells = [("vanilla", 7), ("erase", 7), ("probe_penalty", 7), ("probe_screening", 8)]
+    assert probe_waits(exp, cells, tmp_path) == {("probe_penalty", 7): "vanilla-s7", ("probe_screening", 8): "vanilla-s8"}

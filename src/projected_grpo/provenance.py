@@ -28,14 +28,16 @@ def git_commit() -> str | None:
 
 def cpu() -> str:
     """The CPU model and, when torch is loaded, the vector ISA its kernels use: float results (and so an organism
-    build or a run) are bit-identical on one ISA and differ in the last bits across them (AVX2 vs AVX512)."""
+    build or a run) are bit-identical for one ISA and thread count, and differ in the last bits across them."""
     try:
         name = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                      if ln.startswith("model name")), platform.processor())
     except OSError:
         name = platform.processor()
     torch = sys.modules.get("torch")
-    return f"{name}; torch kernels {torch.backends.cpu.get_cpu_capability()}" if torch is not None else name
+    if torch is None:
+        return name
+    return f"{name}; torch kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)"
 
 
 def versions() -> dict[str, str | None]:

@@ -11,20 +11,26 @@ import typer
 from projected_grpo.cli.common import app, console, fail, fail_unloadable
 
 
+WORKERS_HELP = ("Cells trained at a time, each in its own process with an equal share of the cores. Small models "
+                "use cores poorly: on 2 cores, 2 one-thread cells finish ≈ 1.3× sooner than one two-thread cell at a "
+                "time (benchmarks/matrix_workers.py). Thread count changes results in the last bits (provenance.json).")
+
+
 @app.command()
 def experiment(
     config: Annotated[Path, typer.Argument(help="Experiment file (TOML/YAML): arms, seeds, a train table, an eval table.")],
     output: Annotated[Optional[Path], typer.Option(help="Output directory (default: runs/<name>).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help=WORKERS_HELP)] = 1,
 ) -> None:
     """Run an arm × seed matrix (resumable: re-run the same command after a kill), evaluate each cell on
     held-out problems, and write report.md, curves.png, summary.json."""
     from projected_grpo.errors import ConfigError
-    from projected_grpo.experiments.matrix import load_experiment, run_experiment
+    from projected_grpo.experiments.matrix import CellFailed, load_experiment, run_experiment
 
     try:
         exp = load_experiment(config)
-        report = run_experiment(exp, output or Path("runs") / exp.name)
-    except ConfigError as e:
+        report = run_experiment(exp, output or Path("runs") / exp.name, workers)
+    except (ConfigError, CellFailed) as e:
         fail(str(e))
     show_report(report)
 
@@ -63,16 +69,20 @@ def report(
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option(help="Output directory (re-running continues it).")] = Path("runs/demo"),
+    workers: Annotated[int, typer.Option(min=1, help=WORKERS_HELP)] = 2,
 ) -> None:
     """The main job: build the CPU model organism, then vanilla GRPO, erase (update space), the random-basis
     control and the no-loophole baseline for 2 seeds; evaluate; print the table; write report + plot."""
     from importlib import resources
 
-    from projected_grpo.experiments.matrix import load_experiment, run_experiment
+    from projected_grpo.experiments.matrix import CellFailed, load_experiment, run_experiment
 
     start = time.perf_counter()
     path = Path(str(resources.files("projected_grpo.experiments").joinpath("demo.toml")))
-    report_path = run_experiment(load_experiment(path), output)
+    try:
+        report_path = run_experiment(load_experiment(path), output, workers)
+    except CellFailed as e:
+        fail(str(e))
     show_report(report_path)
     console.print(f"demo done in {(time.perf_counter() - start) / 60:.1f} min")
 

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
+import queue
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,15 +127,14 @@ def load_experiment(path: str | Path) -> Experiment:
     return exp
 
 
-class _StepBar(TrainerCallback):
-    """Advances the matrix's one progress bar by each optimizer step of the cell being trained."""
+class _StepReport(TrainerCallback):
+    """Reports (cell, optimizer step reached) after each step of the cell being trained."""
 
-    def __init__(self, bar: tqdm, cell: str):
-        self.bar, self.cell = bar, cell
+    def __init__(self, report: Callable[[str, int], None], cell: str):
+        self.report, self.cell = report, cell
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.bar.update(1)
-        self.bar.set_postfix_str(f"{self.cell} step {state.global_step}/{state.max_steps}")
+        self.report(self.cell, state.global_step)
 
 
 def cell_name(arm: str, seed: int) -> str:
@@ -169,12 +172,42 @@ def recorded(experiment: dict) -> dict:
     return out
 
 
-def run_experiment(exp: Experiment, out_dir: str | Path) -> Path:
-    from projected_grpo.experiments.report import write_report
+def run_cell(exp: Experiment, arm: str, seed: int, out_dir: Path, report: Callable[[str, int], None]) -> dict:
+    """Train (or resume) and evaluate one cell; `report(cell, step)` as it goes. Returns its timings."""
     from projected_grpo.organism.resolve import resolve_organism
     from projected_grpo.training.evaluate import evaluate
-    from projected_grpo.training.resume import config_diff
     from projected_grpo.training.run import train
+
+    name = cell_name(arm, seed)
+    cell_dir = out_dir / "cells" / name
+    config = exp.cell_config(arm, seed, cell_dir)
+    start = time.perf_counter()
+    if ARMS[config.arm].monitor == "probe" and config.intervention.probe.path == "vanilla":
+        config.intervention.probe.path = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
+    if not (cell_dir / "adapter.safetensors").is_file():
+        checkpoint = last_complete_checkpoint(cell_dir) if cell_dir.is_dir() else None  # not a half-saved one
+        if checkpoint is None:
+            shutil.rmtree(cell_dir, ignore_errors=True)
+        else:
+            report(name, int(Path(checkpoint).name.split("-")[-1]))
+        train(resolve_organism(config), resume=checkpoint is not None,
+              callbacks=(_StepReport(report, name),), progress_bar=False)
+    report(name, config.steps)
+    trained = time.perf_counter() - start
+    settings = exp.eval_settings(config)
+    for checkpoint in (None, *exp.eval_checkpoints):
+        if not eval_summary(cell_dir, checkpoint).is_file():
+            evaluate(cell_dir, dataclasses.replace(settings, checkpoint=checkpoint))
+    return {"train_s": trained, "eval_s": time.perf_counter() - start - trained}
+
+
+def run_experiment(exp: Experiment, out_dir: str | Path, workers: int = 1) -> Path:
+    """Run every unfinished cell — `workers` at a time, each in its own process with an equal share of the
+    cores (a thread count is part of what fixes a run's floating-point results: see the cells' provenance) —
+    then write the report."""
+    from projected_grpo.experiments.report import write_report
+    from projected_grpo.organism.resolve import resolve_organism
+    from projected_grpo.training.resume import config_diff
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,30 +231,96 @@ def run_experiment(exp: Experiment, out_dir: str | Path) -> Path:
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     with tqdm(total=len(todo) * first.steps, desc=exp.name, unit="step", dynamic_ncols=True) as bar:
-        for arm, seed in todo:
-            name = cell_name(arm, seed)
-            cell_dir = out_dir / "cells" / name
-            config = exp.cell_config(arm, seed, cell_dir)
-            start = time.perf_counter()
-            if ARMS[config.arm].monitor == "probe" and config.intervention.probe.path == "vanilla":
-                config.intervention.probe.path = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
-            if not (cell_dir / "adapter.safetensors").is_file():
-                checkpoint = last_complete_checkpoint(cell_dir) if cell_dir.is_dir() else None  # not a half-saved one
-                if checkpoint is None:
-                    shutil.rmtree(cell_dir, ignore_errors=True)
-                else:
-                    bar.update(int(Path(checkpoint).name.split("-")[-1]))
-                train(resolve_organism(config), resume=checkpoint is not None,
-                      callbacks=(_StepBar(bar, name),), progress_bar=False)
-            else:
-                bar.update(config.steps)
-            trained = time.perf_counter() - start
-            bar.set_postfix_str(f"{name} eval")
-            settings = exp.eval_settings(config)
-            for checkpoint in (None, *exp.eval_checkpoints):
-                if not eval_summary(cell_dir, checkpoint).is_file():
-                    evaluate(cell_dir, dataclasses.replace(settings, checkpoint=checkpoint))
-            timings[name] = {"train_s": trained, "eval_s": time.perf_counter() - start - trained}
+        reached: dict[str, int] = {}
+
+        def advance(cell: str, step: int) -> None:
+            bar.update(step - reached.get(cell, 0))
+            reached[cell] = step
+            bar.set_postfix_str(f"{cell} step {step}/{first.steps}" + (" (eval)" if step == first.steps else ""))
+
+        def finished(cell: str, timing: dict) -> None:
+            timings[cell] = timing
             write_json_atomic(timings_path, timings)
-            tqdm.write(f"  {name}: trained {trained:.0f}s, evaluated {timings[name]['eval_s']:.0f}s")
+            tqdm.write(f"  {cell}: trained {timing['train_s']:.0f}s, evaluated {timing['eval_s']:.0f}s")
+
+        if workers == 1:
+            for arm, seed in todo:
+                finished(cell_name(arm, seed), run_cell(exp, arm, seed, out_dir, advance))
+        else:
+            run_parallel(exp, todo, out_dir, workers, advance, finished)
     return write_report(out_dir)
+
+
+class CellFailed(RuntimeError):
+    """A cell of a parallel matrix raised (its train.log has the traceback) or its process died."""
+
+
+def _worker(index: int, inbox, reports, threads: int) -> None:
+    """A spawned process that trains the cells it is sent, one after another: `threads` torch threads, a quiet
+    console (a cell's lines go to its train.log); reports (worker, cell, step) while training, then
+    (worker, cell, timings) or (worker, cell, error message)."""
+    import signal
+
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    torch.set_num_threads(threads)
+    logger.remove()
+    for exp, arm, seed, out_dir in iter(inbox.get, None):
+        name = cell_name(arm, seed)
+        try:
+            timings = run_cell(exp, arm, seed, out_dir, lambda cell, step: reports.put((index, cell, step)))
+        except Exception as e:  # the traceback is in the cell's train.log; the parent stops the matrix
+            reports.put((index, name, f"{type(e).__name__}: {e}"))
+        else:
+            reports.put((index, name, timings))
+
+
+def probe_waits(exp: Experiment, cells: list[tuple[str, int]], out_dir: Path) -> dict[tuple[str, int], str]:
+    """The cells that learn their probe from their seed's vanilla cell, and that cell's name."""
+    configs = {cell: exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)) for cell in cells}
+    return {cell: cell_name("vanilla", cell[1]) for cell, c in configs.items()
+            if ARMS[c.arm].monitor == "probe" and c.intervention.probe.path == "vanilla"}
+
+
+def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, workers: int,
+                 advance: Callable[[str, int], None], finished: Callable[[str, dict], None]) -> None:
+    """`todo`'s cells over `workers` processes (each imports torch once and trains cell after cell). A probe arm's
+    cell waits for its seed's vanilla cell (it learns from its rollouts). A failed cell, a worker that dies,
+    or Ctrl-C stops them all; re-running the command resumes the matrix."""
+    ctx = multiprocessing.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
+    reports, inboxes = ctx.Queue(), [ctx.Queue() for _ in range(workers)]
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    procs = [ctx.Process(target=_worker, args=(i, inboxes[i], reports, threads)) for i in range(workers)]
+    waits = probe_waits(exp, todo, out_dir)
+    pending, busy, left = list(todo), {}, {cell_name(*c) for c in todo}  # busy: worker → its cell
+    try:
+        for proc in procs:
+            proc.start()
+        while left:
+            idle = [i for i in range(workers) if i not in busy]
+            for i, cell in zip(idle, [c for c in pending if waits.get(c) not in left]):
+                pending.remove(cell)
+                busy[i] = cell_name(*cell)
+                inboxes[i].put((exp, *cell, out_dir))
+            try:
+                i, name, what = reports.get(timeout=1.0)
+            except queue.Empty:
+                i, name, what = None, None, None
+            if isinstance(what, int):
+                advance(name, what)
+            elif isinstance(what, str):
+                raise CellFailed(f"cell {name} failed: {what} (traceback in {out_dir / 'cells' / name / 'train.log'}). "
+                                 "Re-running the command resumes the matrix")
+            elif what is not None:
+                del busy[i]
+                left.discard(name)
+                finished(name, what)
+            dead = [busy[i] for i, proc in enumerate(procs) if i in busy and not proc.is_alive()]
+            if dead:
+                raise CellFailed(f"cell {dead[0]} failed: its process died (out of memory?). Re-running the command "
+                                 "resumes the matrix")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.join()
