@@ -185,7 +185,10 @@ def test_killed_matrix_resumes_and_skips_finished_cells(tmp_path):
     assert "2 cells (2 done)" in again.stderr and (exported / "report.md").read_text() == report
     assert not (exported / "cells" / "erase-s7" / "adapter.safetensors").exists()  # nothing trained again
     refused = subprocess.run([*cli, "report", str(out), "--to", str(tmp_path)], env=env, capture_output=True, text=True)
-    assert refused.returncode == 2 and "not an exported experiment" in refused.stderr
+    assert refused.returncode == 2 and "is not an export" in refused.stderr
+    assert (tmp_path / "matrix.toml").is_file()  # left as it was
+    again = subprocess.run([*cli, "report", str(out), "--to", str(exported)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and (exported / "report.md").read_text() == report  # an earlier export is replaced
 
 
 def test_eval_held_out_flag_is_checked_not_assumed(tmp_path):
@@ -312,15 +315,16 @@ def test_workers_run_cells_in_parallel_as_one_process_would(tmp_path):
     path = _experiment_file(tmp_path)
     cli = [sys.executable, "-m", "projected_grpo.cli", "experiment", str(path)]
     threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
-    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the workers set their own share
     blocked = tmp_path / "failing" / "cells" / "erase-s7"
     blocked.parent.mkdir(parents=True)
     blocked.write_text("a file where the cell's directory goes")
     failed = subprocess.run([*cli, "--output", str(tmp_path / "failing"), "--workers", "2"], env=env,
                             capture_output=True, text=True)
     assert failed.returncode == 2 and "error: cell erase-s7 failed" in failed.stderr, failed.stderr[-3000:]
-    for out, workers in (("parallel", "2"), ("sequential", "1")):
-        done = subprocess.run([*cli, "--output", str(tmp_path / out), "--workers", workers], env=env,
+    assert "output_dir" in failed.stderr and "Traceback" not in failed.stderr  # a user's error: its fix, no traceback
+    for out, workers, threads_env in (("parallel", "2", {}), ("sequential", "1", {"OMP_NUM_THREADS": threads})):
+        done = subprocess.run([*cli, "--output", str(tmp_path / out), "--workers", workers], env=env | threads_env,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
     drop = ("time/", "step_time")

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import queue
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,6 +155,9 @@ def vanilla_probe(out_dir: Path, seed: int) -> Path:
     if not cell_done(source):
         raise ConfigError(f"probe arm with intervention.probe.path = \"vanilla\": {source} is not finished. "
                           "Fix: include the vanilla arm in the experiment")
+    if not path.is_file() and not (source / "rollouts.jsonl").is_file():
+        raise ConfigError(f"{source}: no rollouts.jsonl to train the probe arms' probe on (an exported cell keeps "
+                          "none). Fix: copy probes/ from the original run, or re-run the vanilla cell")
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = probe_from_run(source, seed=seed)
@@ -246,23 +250,37 @@ def run_experiment(exp: Experiment, out_dir: str | Path, workers: int = 1) -> Pa
         if workers == 1:
             for arm, seed in todo:
                 finished(cell_name(arm, seed), run_cell(exp, arm, seed, out_dir, advance))
-        else:
+        elif todo:
             run_parallel(exp, todo, out_dir, workers, advance, finished)
     return write_report(out_dir)
 
 
 class CellFailed(RuntimeError):
-    """A cell of a parallel matrix raised (its train.log has the traceback) or its process died."""
+    """A cell of a parallel matrix raised (a bug's traceback is printed above the error) or its process died."""
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the parent dies (SIGKILL, OOM), so no orphan trains on into a cell that
+    a re-run would train again beside it."""
+    import ctypes
+    import signal
+
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if multiprocessing.parent_process() is not None and not multiprocessing.parent_process().is_alive():
+            os._exit(1)
 
 
 def _worker(index: int, inbox, reports, threads: int) -> None:
     """A spawned process that trains the cells it is sent, one after another: `threads` torch threads, a quiet
     console (a cell's lines go to its train.log); reports (worker, cell, step) while training, then
-    (worker, cell, timings) or (worker, cell, error message)."""
+    (worker, cell, timings) or (worker, cell, (error, traceback))."""
     import signal
+    import traceback
 
     import torch
 
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     torch.set_num_threads(threads)
     logger.remove()
@@ -270,8 +288,10 @@ def _worker(index: int, inbox, reports, threads: int) -> None:
         name = cell_name(arm, seed)
         try:
             timings = run_cell(exp, arm, seed, out_dir, lambda cell, step: reports.put((index, cell, step)))
-        except Exception as e:  # the traceback is in the cell's train.log; the parent stops the matrix
-            reports.put((index, name, f"{type(e).__name__}: {e}"))
+        except ConfigError as e:  # the user's to fix: the message says how
+            reports.put((index, name, (str(e), "")))
+        except Exception as e:  # a bug: the parent prints the traceback and stops the matrix
+            reports.put((index, name, (f"{type(e).__name__}: {e} (traceback above)", traceback.format_exc())))
         else:
             reports.put((index, name, timings))
 
@@ -286,11 +306,17 @@ def probe_waits(exp: Experiment, cells: list[tuple[str, int]], out_dir: Path) ->
 def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, workers: int,
                  advance: Callable[[str, int], None], finished: Callable[[str, dict], None]) -> None:
     """`todo`'s cells over `workers` processes (each imports torch once and trains cell after cell). A probe arm's
-    cell waits for its seed's vanilla cell (it learns from its rollouts). A failed cell, a worker that dies,
-    or Ctrl-C stops them all; re-running the command resumes the matrix."""
+    cell waits for its seed's vanilla cell, and its probe is trained here, once, before the cell is sent. What
+    several cells share is made here first (organisms); a failed cell, a worker that dies, or Ctrl-C stops them
+    all; re-running the command resumes the matrix."""
+    from projected_grpo.organism.resolve import resolve_organism
+
+    for cell in todo:  # every organism a cell needs, built once (two workers would build one into the same place)
+        resolve_organism(exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)))
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)  # by the count asked for: a cell's numbers depend on it
+    workers = min(workers, len(todo))
     ctx = multiprocessing.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
     reports, inboxes = ctx.Queue(), [ctx.Queue() for _ in range(workers)]
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)
     procs = [ctx.Process(target=_worker, args=(i, inboxes[i], reports, threads)) for i in range(workers)]
     waits = probe_waits(exp, todo, out_dir)
     pending, busy, left = list(todo), {}, {cell_name(*c) for c in todo}  # busy: worker → its cell
@@ -301,6 +327,8 @@ def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, wo
             idle = [i for i in range(workers) if i not in busy]
             for i, cell in zip(idle, [c for c in pending if waits.get(c) not in left]):
                 pending.remove(cell)
+                if cell in waits:
+                    vanilla_probe(out_dir, cell[1])
                 busy[i] = cell_name(*cell)
                 inboxes[i].put((exp, *cell, out_dir))
             try:
@@ -309,9 +337,10 @@ def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, wo
                 i, name, what = None, None, None
             if isinstance(what, int):
                 advance(name, what)
-            elif isinstance(what, str):
-                raise CellFailed(f"cell {name} failed: {what} (traceback in {out_dir / 'cells' / name / 'train.log'}). "
-                                 "Re-running the command resumes the matrix")
+            elif isinstance(what, tuple):
+                if what[1]:
+                    tqdm.write(what[1], file=sys.stderr)
+                raise CellFailed(f"cell {name} failed: {what[0]}. Re-running the command resumes the matrix")
             elif what is not None:
                 del busy[i]
                 left.discard(name)
@@ -321,6 +350,8 @@ def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, wo
                 raise CellFailed(f"cell {dead[0]} failed: its process died (out of memory?). Re-running the command "
                                  "resumes the matrix")
     finally:
-        for proc in procs:
+        started = [proc for proc in procs if proc.pid is not None]
+        for proc in started:
             proc.terminate()
+        for proc in started:
             proc.join()
