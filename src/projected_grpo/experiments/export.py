@@ -36,9 +36,9 @@ def export_run(run_dir: str | Path, dest: str | Path) -> Path:
     if dest.exists() and not (dest / MARKER).is_file():
         raise ConfigError(f"{dest}: exists and is not an export (no {MARKER}); it is left as it is. "
                           "Fix: name a new directory, or remove it first")
-    if dest.exists() and _experiment(dest) != _experiment(run_dir):
-        raise ConfigError(f"{dest}: holds an export of a different experiment than {run_dir}. Fix: name another directory")
     exp = _experiment(run_dir)
+    if dest.exists() and _experiment(dest) != exp:
+        raise ConfigError(f"{dest}: holds an export of a different experiment than {run_dir}. Fix: name another directory")
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
     try:
