@@ -12,6 +12,7 @@ from projected_grpo.environment.dataset import default_benchmark_path
 from projected_grpo.errors import ConfigError
 from projected_grpo.experiments.base_rates import (BaseRateSettings, base_rates, check_slices, model_dirname,
                                                    write_report)
+from projected_grpo.organism.warmup import authored_records
 
 
 def test_base_rates_cli_on_a_tiny_model_then_resume(tmp_path, benchmark, monkeypatch):
@@ -73,7 +74,10 @@ def test_bad_slices_and_settings_fail_before_work(tmp_path):
         BaseRateSettings("x.jsonl", temperature=-1)
     with pytest.raises(ConfigError, match="no finished"):
         write_report(tmp_path)
-    bad = CliRunner().invoke(app, ["base-rates", "--model", "tiny-qwen3", "--slices", "bogus", "--out", str(tmp_path)])
+    data = tmp_path / "two.jsonl"  # a valid benchmark file of its own: the check must not need the real one
+    data.write_text("".join(json.dumps(r) + "\n" for r in authored_records()[:2]))
+    bad = CliRunner().invoke(app, ["base-rates", "--model", "tiny-qwen3", "--slices", "bogus", "--data", str(data),
+                                   "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown slice 'bogus'" in bad.output
     broken = tmp_path / "broken.jsonl"
     broken.write_text("{not json\n")
