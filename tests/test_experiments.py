@@ -341,8 +341,9 @@ def test_workers_run_cells_in_parallel_as_one_process_would(tmp_path):
 
 
 def test_probe_arms_wait_for_their_seeds_vanilla_cell(tmp_path):
-    from projected_grpo.experiments.matrix import probe_waits
+    from projected_grpo.experiments.matrix import cell_name, probe_waits
 
     exp = load_experiment(_experiment_file(tmp_path))
     cells = [("vanilla", 7), ("erase", 7), ("probe_penalty", 7), ("probe_screening", 8)]
-    assert probe_waits(exp, cells, tmp_path) == {("probe_penalty", 7): "vanilla-s7", ("probe_screening", 8): "vanilla-s8"}
+    configs = {c: exp.cell_config(*c, tmp_path / cell_name(*c)) for c in cells}
+    assert probe_waits(configs) == {("probe_penalty", 7): "vanilla-s7", ("probe_screening", 8): "vanilla-s8"}

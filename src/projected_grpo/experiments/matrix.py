@@ -186,7 +186,7 @@ def run_cell(exp: Experiment, arm: str, seed: int, out_dir: Path, report: Callab
     cell_dir = out_dir / "cells" / name
     config = exp.cell_config(arm, seed, cell_dir)
     start = time.perf_counter()
-    if ARMS[config.arm].monitor == "probe" and config.intervention.probe.path == "vanilla":
+    if learns_probe_from_vanilla(config):
         config.intervention.probe.path = str(vanilla_probe(out_dir, seed))  # other arms ignore the probe
     if not (cell_dir / "adapter.safetensors").is_file():
         checkpoint = last_complete_checkpoint(cell_dir) if cell_dir.is_dir() else None  # not a half-saved one
@@ -296,11 +296,13 @@ def _worker(index: int, inbox, reports, threads: int) -> None:
             reports.put((index, name, timings))
 
 
-def probe_waits(exp: Experiment, cells: list[tuple[str, int]], out_dir: Path) -> dict[tuple[str, int], str]:
+def learns_probe_from_vanilla(config: TrainConfig) -> bool:
+    return ARMS[config.arm].monitor == "probe" and config.intervention.probe.path == "vanilla"
+
+
+def probe_waits(configs: dict[tuple[str, int], TrainConfig]) -> dict[tuple[str, int], str]:
     """The cells that learn their probe from their seed's vanilla cell, and that cell's name."""
-    configs = {cell: exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)) for cell in cells}
-    return {cell: cell_name("vanilla", cell[1]) for cell, c in configs.items()
-            if ARMS[c.arm].monitor == "probe" and c.intervention.probe.path == "vanilla"}
+    return {cell: cell_name("vanilla", cell[1]) for cell, c in configs.items() if learns_probe_from_vanilla(c)}
 
 
 def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, workers: int,
@@ -311,14 +313,15 @@ def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, wo
     all; re-running the command resumes the matrix."""
     from projected_grpo.organism.resolve import resolve_organism
 
-    for cell in todo:  # every organism a cell needs, built once (two workers would build one into the same place)
-        resolve_organism(exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)))
+    configs = {cell: exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)) for cell in todo}
+    for config in configs.values():  # each organism a cell needs, built once (two workers would build it in one place)
+        resolve_organism(config)
     threads = max(1, len(os.sched_getaffinity(0)) // workers)  # by the count asked for: a cell's numbers depend on it
     workers = min(workers, len(todo))
     ctx = multiprocessing.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
     reports, inboxes = ctx.Queue(), [ctx.Queue() for _ in range(workers)]
     procs = [ctx.Process(target=_worker, args=(i, inboxes[i], reports, threads)) for i in range(workers)]
-    waits = probe_waits(exp, todo, out_dir)
+    waits = probe_waits(configs)
     pending, busy, left = list(todo), {}, {cell_name(*c) for c in todo}  # busy: worker → its cell
     try:
         for proc in procs:
