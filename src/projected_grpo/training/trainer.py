@@ -5,6 +5,7 @@ config onto `GRPOConfig`:
 - checkpoints hold adapter tensors only (plus the trainer's own optimizer / scheduler / RNG state),
   and resuming loads them back;
 - the prompt sampler is reshuffled from seed + epoch, so resuming in a later epoch is exact.
+Generation with transformers keeps its key/value cache in place (`kv_cache.py`: the same tokens, faster).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trl.trainer.utils import RepeatSampler
 from projected_grpo.adapters.attach import Adapters
 from projected_grpo.errors import ConfigError
 from projected_grpo.training.config import TrainConfig
+from projected_grpo.training.kv_cache import generate_with_growing_cache
 from projected_grpo.training.prefix import shared_prompt_logps
 from projected_grpo.training.reward import TeacherPool, TimedReward, mix_pool
 from projected_grpo.training.weight_sync import install_merged_sync
@@ -70,6 +72,8 @@ class AdapterGRPOTrainer(GRPOTrainer):
         self.ref_model = _ZeroAdapterReference() if beta != 0.0 else None
         if self.use_vllm:  # vLLM generates from the merged training policy, under the base names
             install_merged_sync(self.vllm_generation, adapters)
+        else:
+            generate_with_growing_cache(self.model)
 
     def _generate(self, prompts: list):
         """Generate; then, with a teacher pool, replace round(mix × G) completions of each group by

@@ -1,0 +1,51 @@
+"""The in-place key/value cache samples exactly what transformers' own cache samples, in `generate`
+and through the trainer's generation (which now uses it)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from projected_grpo.models import tiny_model
+from projected_grpo.training import kv_cache
+from projected_grpo.training.config import load_config
+from projected_grpo.training.kv_cache import GrowingLayer, growing_cache
+from projected_grpo.training.run import build_run
+
+
+@pytest.mark.parametrize("arch", ["tiny-qwen3", "tiny-llama"])
+@pytest.mark.parametrize("how", ["sampled", "beam search"])
+def test_growing_cache_generates_the_same_tokens_as_the_default_cache(arch, how):
+    model = tiny_model(arch, vocab_size=64, hidden=32, layers=2, seed=1)
+    lengths = [3, 7, 5, 1]  # left-padded rows; 3 + 40 new tokens outgrow the first reservation twice
+    ids = torch.stack([torch.cat([torch.zeros(7 - n, dtype=torch.long), torch.randint(1, 64, (n,))]) for n in lengths])
+    attn = (torch.arange(7) >= 7 - torch.tensor(lengths)[:, None]).long()
+    kwargs = dict(input_ids=ids, attention_mask=attn, max_new_tokens=40, pad_token_id=0)
+    kwargs |= dict(do_sample=True, top_k=0) if how == "sampled" else dict(do_sample=False, num_beams=3)
+
+    def run(**extra):
+        torch.manual_seed(0)
+        return model.generate(**kwargs, **extra)
+
+    cache = growing_cache(model)
+    assert torch.equal(run(past_key_values=cache), run())
+    assert all(type(layer) is GrowingLayer for layer in cache.layers)
+    assert cache.layers[0].keys.shape[-2] == 7 + 40 - 1  # the last token is sampled, never cached
+
+
+def test_the_trainer_generates_with_a_growing_cache_and_the_same_completions(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROJECTED_GRPO_CACHE", str(tmp_path / "cache"))
+    run = build_run(load_config(preset="tiny", overrides=[f'output_dir="{tmp_path / "run"}"']), tmp_path / "run")
+    made = []
+    monkeypatch.setattr(kv_cache, "growing_cache", lambda model: made.append(growing_cache(model)) or made[-1])
+    prompts = [p for p in run.trainer.train_dataset["prompt"][:2] for _ in range(4)]
+
+    def completions():
+        torch.manual_seed(0)
+        return run.trainer._generate(prompts)[1]
+
+    ours = completions()
+    assert made and made[-1].layers[0].get_seq_length() > 0  # the trainer's generate used the growing cache
+    run.model.generate = type(run.model).generate.__get__(run.model)  # transformers' own generate and cache
+    assert completions() == ours
+    run.sandbox.close()
