@@ -231,16 +231,18 @@ def run_experiment(exp: Experiment, out_dir: str | Path, workers: int = 1) -> Pa
     first = exp.cell_config(cells[0][0], cells[0][1], out_dir / "cells" / "x")
     resolve_organism(first)  # build the organism once, before the progress bar
     todo = [(a, s) for a, s in cells if not cell_done(out_dir / "cells" / cell_name(a, s), exp.eval_checkpoints)]
-    logger.info(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {first.steps} steps each → {out_dir}")
+    steps = {cell_name(a, s): exp.cell_config(a, s, out_dir / "cells" / "x").steps for a, s in todo}  # a variant may set its own
+    each = f"{first.steps} steps each" if set(steps.values()) <= {first.steps} else f"{min(steps.values())}–{max(steps.values())} steps"
+    logger.info(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {each} → {out_dir}")
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    with tqdm(total=len(todo) * first.steps, desc=exp.name, unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=sum(steps.values()), desc=exp.name, unit="step", dynamic_ncols=True) as bar:
         reached: dict[str, int] = {}
 
         def advance(cell: str, step: int) -> None:
             bar.update(step - reached.get(cell, 0))
             reached[cell] = step
-            bar.set_postfix_str(f"{cell} step {step}/{first.steps}" + (" (eval)" if step == first.steps else ""))
+            bar.set_postfix_str(f"{cell} step {step}/{steps[cell]}" + (" (eval)" if step == steps[cell] else ""))
 
         def finished(cell: str, timing: dict) -> None:
             timings[cell] = timing
