@@ -44,7 +44,7 @@ def main() -> None:
             for name, make in caches.items():
                 torch.manual_seed(0)
                 start = time.perf_counter()
-                tokens[name] = model.generate(**batch, past_key_values=make(), do_sample=True, temperature=1.0, top_p=1.0,
+                tokens[name] = model.generate(**batch, cache=make(), do_sample=True, temperature=1.0, top_p=1.0,
                                               top_k=0, max_new_tokens=64, pad_token_id=tokenizer.pad_token_id)
                 seconds[name].append(time.perf_counter() - start)
     before, after = (statistics.median(s[1:]) for s in seconds.values())

@@ -28,7 +28,7 @@ def test_growing_cache_generates_the_same_tokens_as_the_default_cache(arch, how)
         return model.generate(**kwargs, **extra)
 
     cache = growing_cache(model)
-    assert torch.equal(run(past_key_values=cache), run())
+    assert torch.equal(run(cache=cache), run())
     assert all(type(layer) is GrowingLayer for layer in cache.layers)
     assert cache.layers[0].keys.shape[-2] == 7 + 40 - 1  # the last token is sampled, never cached
 

@@ -126,7 +126,7 @@ def generate_texts(model, tokenizer, prompts: list, settings: EvalSettings, max_
         attn = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
         gen = model.generate(input_ids=ids.to(model.device), attention_mask=attn.to(model.device), do_sample=True, temperature=settings.temperature,
                              top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, past_key_values=growing_cache(model))[:, width:].cpu()
+                             eos_token_id=tokenizer.eos_token_id, cache=growing_cache(model))[:, width:].cpu()
         ended = gen == tokenizer.eos_token_id
         n_tokens += torch.where(ended.any(1), ended.int().argmax(1) + 1, gen.shape[1]).tolist()
         texts += tokenizer.batch_decode(gen, skip_special_tokens=True)

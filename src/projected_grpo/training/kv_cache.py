@@ -55,9 +55,10 @@ def generate_with_growing_cache(model) -> None:
 
     def generate(*args, **kwargs):
         config = kwargs.get("generation_config") or model.generation_config
-        if kwargs.get("past_key_values") is None and kwargs.get("use_cache", config.use_cache) is not False \
+        brought = kwargs.get("cache", kwargs.get("past_key_values"))  # `past_key_values`: its deprecated name
+        if brought is None and kwargs.get("use_cache", config.use_cache) is not False \
                 and kwargs.get("cache_implementation", config.cache_implementation) is None:
-            kwargs["past_key_values"] = growing_cache(model)
+            kwargs["cache"] = growing_cache(model)
         return original(*args, **kwargs)
 
     model.generate = generate
