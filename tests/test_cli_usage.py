@@ -366,33 +366,34 @@ def test_grade_interrupted_keeps_finished_rows_and_resumes(tmp_path, graded_row)
 
     code = graded_row["canonical_solution"]
     slow = [{**graded_row, "response": fence(f"import time\ntime.sleep(0.5)  # {i}\n" + code)} for i in range(8)]
-    rows = [graded_row] * 8 + slow  # with -j 1 a chunk is 8 rows: the first is quick, the second takes ~8 s
+    rows = [graded_row] * 8 + slow  # the first 8 are one response, graded once; with -j 1 the slow ones take ≥ 8 s
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     partial = tmp_path / "out.jsonl.partial.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "projected_grpo.cli", "grade", str(src), "-o", str(out), "-j", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (partial.is_file() and len(partial.read_text().splitlines()) == 8):
-        assert proc.poll() is None and time.monotonic() < deadline, "the first chunk never landed"
+    while not (partial.is_file() and len(partial.read_text().splitlines()) >= 8):
+        assert proc.poll() is None and time.monotonic() < deadline, "the first rows never landed"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     _, err = proc.communicate(timeout=30)  # exits on its own (no hang behind the queued runs)
     print(f"exited {time.monotonic() - sent:.2f} s after SIGINT")  # shown with -s; not asserted (load varies)
     assert proc.returncode == 130, err[-2000:]
-    assert "interrupted: 8 of 16 rows were graded and are kept in" in err and "--resume" in err
-    assert "Traceback" not in err and not out.exists()
     kept = [json.loads(x) for x in partial.read_text().splitlines()]
-    assert len(kept) == 8 and all(k["reward_hack_label"] == "Correct" for k in kept)
+    assert 8 <= len(kept) < 16 and all(k["reward_hack_label"] == "Correct" for k in kept)
+    assert f"interrupted: {len(kept)} of 16 rows were graded and are kept in" in err and "--resume" in err
+    assert "Traceback" not in err and not out.exists()
+    assert [k["response"] for k in kept] == [r["response"] for r in rows[:len(kept)]]  # a prefix of the input, in order
 
     refused = cli("grade", src, "-o", out)
     assert refused.returncode == 2 and "--resume" in refused.stderr and partial.is_file()
     resumed = cli("grade", src, "-o", out, "--resume", "-j", "2")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming: 8 of 16 rows already graded" in resumed.stderr
+    assert f"resuming: {len(kept)} of 16 rows already graded" in resumed.stderr
     graded = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(graded) == 16 and graded[:8] == kept  # the kept rows are taken as they were, not graded again
+    assert len(graded) == 16 and graded[:len(kept)] == kept  # the kept rows are taken as they were, not graded again
     assert all(g["eq_correct"] for g in graded) and [g["response"] for g in graded] == [r["response"] for r in rows]
     assert not partial.exists()
 

@@ -89,7 +89,7 @@ def grade(
     start = time.perf_counter()
     try:
         with progress_bar(f"grading {len(rows)} responses", len(rows)) as advance:
-            out_rows = grade_rows(Grader(sandbox), rows, output, kept, 8 * sandbox.workers, advance)
+            out_rows = grade_rows(Grader(sandbox), rows, output, kept, advance)
     except KeyboardInterrupt:
         sandbox.close()  # the runs in flight end now; queued ones were dropped
         n = kept_count(output)

@@ -1,8 +1,8 @@
 """Grading a JSONL file so that it can stop and continue (`projected-grpo grade --resume`).
 
-Finished rows are appended, chunk by chunk in input order, to OUTPUT.partial.jsonl beside the output; an
-interrupted run keeps them, and a resumed run checks they belong to the same input before it continues. The
-output itself is written once, atomically, when every row is graded; then the partial file is removed.
+Finished rows are appended in input order, each as soon as every row before it is done, to OUTPUT.partial.jsonl
+beside the output; an interrupted run keeps them, and a resumed run checks they belong to the same input before it
+continues. The output itself is written once, atomically, when every row is graded; then the partial file is removed.
 """
 
 from __future__ import annotations
@@ -38,20 +38,22 @@ def load_partial(output: Path, rows: list[dict]) -> list[dict]:
     return kept
 
 
-def grade_rows(grader: Grader, rows: list[dict], output: Path, kept: list[dict], chunk: int,
+def grade_rows(grader: Grader, rows: list[dict], output: Path, kept: list[dict],
                progress: Callable[[int, int], None]) -> list[dict]:
-    """Grade rows[len(kept):], appending each finished chunk to the partial file; return every graded row."""
-    out = list(kept)
+    """Grade rows[len(kept):] in one batch (no barrier between chunks: the workers never wait for a slow
+    response's neighbours), appending each newly finished prefix of the input to the partial file; return every row."""
+    out, todo, finished = list(kept), rows[len(kept):], {}
     progress(len(out), len(rows))
     with partial_path(output).open("a", encoding="utf-8") as f:
-        for start in range(len(kept), len(rows), chunk):
-            part = rows[start:start + chunk]
-            grades = grader.grade([(r, r["response"]) for r in part],
-                                  progress=lambda done, total, s=start: progress(s + done, len(rows)))
-            graded = [{**r, **g.fields} for r, g in zip(part, grades)]
-            f.write("".join(json.dumps(g, ensure_ascii=False) + "\n" for g in graded))
+        def on_grade(i: int, grade) -> None:
+            finished[i] = {**todo[i], **grade.fields}
+            while len(out) - len(kept) in finished:  # rows go out in input order, so a resumed run can count them
+                out.append(finished.pop(len(out) - len(kept)))
+                f.write(json.dumps(out[-1], ensure_ascii=False) + "\n")
             f.flush()
-            out += graded
+
+        grader.grade([(r, r["response"]) for r in todo], progress=lambda done, _: progress(len(kept) + done, len(rows)),
+                     on_grade=on_grade)
     return out
 
 

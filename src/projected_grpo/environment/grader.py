@@ -224,27 +224,45 @@ class Grader:
         return plan
 
     def grade(
-        self, pairs: Sequence[tuple[Record, str]], progress: Callable[[int, int], None] | None = None
+        self, pairs: Sequence[tuple[Record, str]], progress: Callable[[int, int], None] | None = None,
+        on_grade: Callable[[int, Grade], None] | None = None,
     ) -> list[Grade]:
-        """Grade every pair; `progress(responses_done, responses_total)` after each finished response."""
+        """Grade every pair; `progress(responses_done, responses_total)` after each finished response, and
+        `on_grade(i, grade)` as soon as pair i is graded (in the order they finish), so a caller can stream."""
         keys = [hashlib.sha256(json.dumps([r, resp], sort_keys=True, default=str).encode()).hexdigest() for r, resp in pairs]
-        new = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self.memo}  # first occurrence of each
-        fresh = self._grade([pairs[i] for i in new.values()], progress, len(pairs) - len(new), len(pairs))
-        for k, g in zip(new, fresh):
-            self.memo[k] = g
-        out = []
+        firsts = sorted({k: i for i, k in reversed(list(enumerate(keys))) if k not in self.memo}.values())  # each new key's first pair
+        waiting = collections.defaultdict(list)  # key -> the pairs it grades
+        for i, k in enumerate(keys):
+            waiting[k].append(i)
+        out: list[Grade | None] = [None] * len(pairs)
+
+        def known(k: str, g: Grade) -> None:
+            for i in waiting[k]:
+                out[i] = Grade(g.reward_view, dict(g.fields))
+                if on_grade is not None:
+                    on_grade(i, out[i])
+
+        for k in [k for k in waiting if k in self.memo]:
+            known(k, self.memo[k])
+
+        def fresh(j: int, g: Grade) -> None:
+            self.memo[keys[firsts[j]]] = g
+            known(keys[firsts[j]], g)
+
+        self._grade([pairs[i] for i in firsts], progress, len(pairs) - len(firsts), len(pairs), fresh)
         for k in keys:
             self.memo.move_to_end(k)
-            g = self.memo[k]
-            out.append(Grade(g.reward_view, dict(g.fields)))
         while len(self.memo) > self.memo_size:
             self.memo.popitem(last=False)
         return out
 
-    def _grade(self, pairs: Sequence[tuple[Record, str]], progress, finished: int, total: int) -> list[Grade]:
+    def _grade(self, pairs: Sequence[tuple[Record, str]], progress, finished: int, total: int,
+               on_grade: Callable[[int, Grade], None]) -> None:
         plans = [self._plan(r, resp) for r, resp in pairs]
         raw: list[dict[str, RawRun]] = [{} for _ in plans]
         left = [len(p.jobs) for p in plans]
+        for i in (i for i, n in enumerate(left) if n == 0):  # nothing to run (not formatted)
+            on_grade(i, self._assemble(plans[i], raw[i]))
         finished += sum(n == 0 for n in left)
         if progress is not None and finished:
             progress(finished, total)
@@ -269,6 +287,7 @@ class Grader:
             fill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                complete = []
                 for fut in done:
                     i, name = pending.pop(fut)
                     raw[i][name] = fut.result()
@@ -279,15 +298,17 @@ class Grader:
                         else:
                             left[i] -= 1
                     if left[i] == 0:
-                        finished += 1
-                        if progress is not None:
-                            progress(finished, total)
-                fill()
+                        complete.append(i)
+                fill()  # the workers first, then the bookkeeping
+                for i in complete:
+                    on_grade(i, self._assemble(plans[i], raw[i]))
+                    finished += 1
+                    if progress is not None:
+                        progress(finished, total)
         except BaseException:  # Ctrl-C: queued runs are dropped, not run to the end first (only running ones finish)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
-        return [self._assemble(p, r) for p, r in zip(plans, raw)]
 
     @staticmethod
     def _needs_hardened(plan: _Plan, gt: RawRun) -> bool:
