@@ -6,16 +6,25 @@ Prints responses graded per second (all runs each response needs: GT, channel, t
 tests where defined, and the hardened oracle), the isolation level, and the per-run cost of a
 sandboxed trivial program against a bare `python -c pass`, timed interleaved in the same run.
 Targets (issue 2): >= 10 responses/s on 2 cores; sandbox overhead within 1.5x of a bare start.
+
+    python benchmarks/grade_throughput.py --issue-batch --write-batch /tmp/b.jsonl [--reference-seconds S]
+
+Issue 13's batch: the grader in-process against the floor of executing the tests, then the whole `grade` command
+on the same batch written to a file; time the reference grader on that file beside it (the development aid in
+../shared/tools/ref_grader, never run from here) and pass its seconds for the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import collections
+import json
+import os
 import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 from projected_grpo.environment.dataset import default_benchmark_path, load_records
 from projected_grpo.environment.grader import Grader, runner_program
@@ -42,7 +51,7 @@ def mixed_batch(records: list[dict]) -> list[tuple[dict, str, str]]:
 
 def issue_batch(records: list[dict]) -> list[tuple[dict, str, str]]:
     """Issue 13's batch: every canonical solution without a hint and under `simple_overwrite_tests`,
-    and a wrong solution with `def run_tests(): pass` under the hint (the reference's ≈ 13.5 responses/s)."""
+    and a wrong solution with `def run_tests(): pass` under the hint."""
     hinted = [apply_hint(r, "simple_overwrite_tests") for r in records]
     return ([(r, "canonical, no hint", fence(r["canonical_solution"])) for r in records]
             + [(r, "canonical, hint", fence(r["canonical_solution"])) for r in hinted]
@@ -84,6 +93,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--overhead-reps", type=int, default=40)
     ap.add_argument("--issue-batch", action="store_true", help="only issue 13's 3 x 119 batch against the in-process floor")
+    ap.add_argument("--write-batch", type=Path, help="with --issue-batch: also write the batch as a `grade` input JSONL here")
+    ap.add_argument("--reference-seconds", type=float, help="with --issue-batch: wall seconds the reference grader (MAX_JOBS = "
+                    "workers) took on that JSONL, timed beside this run (../shared/tools/ref_grader; not run from here)")
     args = ap.parse_args()
     records = load_records(default_benchmark_path())[: args.problems]
     sandbox = Sandbox(workers=args.workers)
@@ -103,7 +115,17 @@ def main() -> None:
         print(f"  machine CPU-s during the batch: {machine_cpu:.1f} (in-process floor for the 119 canonical suites once: {floor:.1f} CPU-s;"
               f" the batch executes 238 canonical suites -> floor {2 * floor:.1f} CPU-s, {machine_cpu / (2 * floor):.2f}x of it)")
         print(f"  ceiling on {os.cpu_count()} cores at the floor: {3 * len(everything) / (2 * floor / os.cpu_count()):.1f} responses/s;"
-              f" ours {rate:.1f}; reference grader measured at 13.5 responses/s on this machine (issue 13) -> {rate / 13.5:.2f}x")
+              f" ours {rate:.1f}")
+        if args.write_batch:
+            args.write_batch.write_text("".join(json.dumps({**r, "response": resp}) + "\n" for r, _, resp in issue_batch(everything)))
+            out = args.write_batch.with_name(args.write_batch.stem + ".graded.jsonl")
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "projected_grpo.cli", "grade", str(args.write_batch), "-o", str(out), "-j",
+                            str(args.workers), "--force"], check=True, capture_output=True)
+            cli = time.perf_counter() - start
+            print(f"  the whole `projected-grpo grade` command on {args.write_batch}: {cli:.2f} s -> {3 * len(everything) / cli:.1f} responses/s")
+            if args.reference_seconds:
+                print(f"  reference grader on the same file: {args.reference_seconds:.2f} s -> ours is {args.reference_seconds / cli:.2f}x")
         return
     grader.grade([(r, resp) for r, _, resp in batch[:10]])  # warm caches
     start = time.perf_counter()
