@@ -13,7 +13,7 @@ from projected_grpo.training.kv_cache import GrowingLayer, growing_cache
 from projected_grpo.training.run import build_run
 
 
-@pytest.mark.parametrize("arch", ["tiny-qwen3", "tiny-llama"])
+@pytest.mark.parametrize("arch", ["tiny-qwen3", "tiny-qwen2", "tiny-llama"])
 @pytest.mark.parametrize("how", ["sampled", "beam search"])
 def test_growing_cache_generates_the_same_tokens_as_the_default_cache(arch, how):
     model = tiny_model(arch, vocab_size=64, hidden=32, layers=2, seed=1)
