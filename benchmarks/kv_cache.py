@@ -37,7 +37,8 @@ def main() -> None:
     records = [json.loads(line) for line in organism.train.read_text().splitlines()[:8]]
     texts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in records]
     batch = tokenizer([t for t in texts for _ in range(8)], return_tensors="pt", padding=True, padding_side="left")
-    caches = {"transformers' DynamicCache": lambda: DynamicCache(config=model.config), "growing": lambda: growing_cache(model)}
+    final = batch["input_ids"].shape[-1] + 64  # what the trainer and evaluation reserve
+    caches = {"transformers' DynamicCache": lambda: DynamicCache(config=model.config), "growing": lambda: growing_cache(model, final)}
     seconds, tokens = {name: [] for name in caches}, {}
     with torch.no_grad():
         for _ in range(args.rounds + 1):  # the first round warms up

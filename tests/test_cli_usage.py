@@ -398,6 +398,17 @@ def test_grade_interrupted_keeps_finished_rows_and_resumes(tmp_path, graded_row)
     assert not partial.exists()
 
 
+def test_a_row_cut_short_by_a_hard_kill_is_cut_from_the_partial_file_before_resuming(tmp_path, graded_row):
+    from projected_grpo.environment.gradefile import load_partial, partial_path
+
+    out = tmp_path / "out.jsonl"
+    rows = [graded_row, {**graded_row, "response": graded_row["response"] + "\n# 2"}]
+    whole = json.dumps({**rows[0], "eq_correct": True}) + "\n"
+    partial_path(out).write_text(whole + json.dumps(rows[1])[:40])
+    assert [k["response"] for k in load_partial(out, rows)] == [rows[0]["response"]]
+    assert partial_path(out).read_text() == whole  # the resumed run appends its next row on a line of its own
+
+
 # 8. progress with an ETA on long work
 
 

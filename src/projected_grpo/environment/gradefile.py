@@ -21,7 +21,8 @@ def partial_path(output: Path) -> Path:
 
 def load_partial(output: Path, rows: list[dict]) -> list[dict]:
     """The rows an interrupted run kept, checked against the input: same order, same records and responses.
-    A last line cut short by a hard kill is dropped (it is graded again)."""
+    A last line cut short by a hard kill is dropped (it is graded again), and cut from the file so that the resumed
+    run appends on a line of its own."""
     path = partial_path(output)
     if not path.is_file():
         return []
@@ -35,6 +36,9 @@ def load_partial(output: Path, rows: list[dict]) -> list[dict]:
             not isinstance(k, dict) or any(k.get(f) != v for f, v in r.items()) for k, r in zip(kept, rows)):
         raise DatasetError(f"{path}: its rows are not the first rows of this input, graded (another input, or the input "
                            "changed). Fix: delete it to start over, or resume with the input it was made from")
+    if not text.endswith("\n") and text:
+        with path.open("r+b") as f:
+            f.truncate(len(text[:text.rfind("\n") + 1].encode("utf-8")))
     return kept
 
 

@@ -258,36 +258,50 @@ class Grader:
 
     def _grade(self, pairs: Sequence[tuple[Record, str]], progress, finished: int, total: int,
                on_grade: Callable[[int, Grade], None]) -> None:
-        plans = [self._plan(r, resp) for r, resp in pairs]
-        raw: list[dict[str, RawRun]] = [{} for _ in plans]
-        left = [len(p.jobs) for p in plans]
-        for i in (i for i, n in enumerate(left) if n == 0):  # nothing to run (not formatted)
-            on_grade(i, self._assemble(plans[i], raw[i]))
-        finished += sum(n == 0 for n in left)
+        """Plan each response when the workers reach it (a large file starts grading at once), run its sandboxed
+        runs, and hand over its grade as soon as its last run returns."""
         if progress is not None and finished:
             progress(finished, total)
+        plans: dict[int, _Plan] = {}
+        raw: dict[int, dict[str, RawRun]] = {}
+        left: dict[int, int] = {}
+        upcoming = iter(range(len(pairs)))
+        # The hardened run waits for the GT run when there is one (see _needs_hardened). A few runs per worker are
+        # in flight at a time and a follow-up runs next, so responses finish in order (progress moves steadily)
+        # and an interrupt has little queued work to drop.
+        first = lambda p, name: name != "hardened" or "gt" not in p.jobs  # noqa: E731
+        todo: collections.deque = collections.deque()
+        pending: dict = {}
         pool = ThreadPoolExecutor(max_workers=self.sandbox.workers)
-        try:
-            def submit(i: int, name: str):
+
+        def complete(i: int) -> None:
+            nonlocal finished
+            del left[i]
+            on_grade(i, self._assemble(plans.pop(i), raw.pop(i)))
+            finished += 1
+            if progress is not None:
+                progress(finished, total)
+
+        def fill() -> None:
+            while len(pending) < 2 * self.sandbox.workers:
+                if not todo:
+                    if (i := next(upcoming, None)) is None:
+                        return
+                    plans[i], raw[i] = self._plan(*pairs[i]), {}
+                    left[i] = len(plans[i].jobs)
+                    todo.extend((i, name) for name in plans[i].jobs if first(plans[i], name))
+                    if left[i] == 0:  # nothing to run (not formatted)
+                        complete(i)
+                    continue
+                i, name = todo.popleft()
                 child, payload, _ = plans[i].jobs[name]
-                return pool.submit(self.sandbox.run, child, payload)
+                pending[pool.submit(self.sandbox.run, child, payload)] = (i, name)
 
-            # The hardened run waits for the GT run when there is one (see _needs_hardened). A few runs per worker are
-            # in flight at a time and a follow-up runs next, so responses finish in order (progress moves steadily)
-            # and an interrupt has little queued work to drop.
-            first = lambda p, name: name != "hardened" or "gt" not in p.jobs  # noqa: E731
-            todo = collections.deque((i, name) for i, p in enumerate(plans) for name in p.jobs if first(p, name))
-            pending: dict = {}
-
-            def fill() -> None:
-                while todo and len(pending) < 2 * self.sandbox.workers:
-                    i, name = todo.popleft()
-                    pending[submit(i, name)] = (i, name)
-
+        try:
             fill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                complete = []
+                ready = []
                 for fut in done:
                     i, name = pending.pop(fut)
                     raw[i][name] = fut.result()
@@ -298,13 +312,10 @@ class Grader:
                         else:
                             left[i] -= 1
                     if left[i] == 0:
-                        complete.append(i)
+                        ready.append(i)
                 fill()  # the workers first, then the bookkeeping
-                for i in complete:
-                    on_grade(i, self._assemble(plans[i], raw[i]))
-                    finished += 1
-                    if progress is not None:
-                        progress(finished, total)
+                for i in ready:
+                    complete(i)
         except BaseException:  # Ctrl-C: queued runs are dropped, not run to the end first (only running ones finish)
             pool.shutdown(wait=False, cancel_futures=True)
             raise

@@ -28,7 +28,7 @@ from projected_grpo.provenance import provenance
 from projected_grpo.training.arms import ARMS
 from projected_grpo.training.config import TrainConfig, saved_config
 from projected_grpo.training.data import problem_records
-from projected_grpo.training.kv_cache import growing_cache
+from projected_grpo.training.kv_cache import growing_cache_kwargs
 
 SLICES = ("nohint", "loophole")
 RATES = ("is_reward_hack_strict", "is_reward_hack_loose", "eq_correct", "gt_correct_hardened", "exploited")
@@ -124,9 +124,10 @@ def generate_texts(model, tokenizer, prompts: list, settings: EvalSettings, max_
         width = max(len(c) for c in chunk)
         ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(c)) + c for c in chunk])
         attn = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
-        gen = model.generate(input_ids=ids.to(model.device), attention_mask=attn.to(model.device), do_sample=True, temperature=settings.temperature,
-                             top_p=settings.top_p, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, cache=growing_cache(model))[:, width:].cpu()
+        kwargs = dict(input_ids=ids.to(model.device), attention_mask=attn.to(model.device), do_sample=True,
+                      temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=max_new_tokens,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        gen = model.generate(**kwargs, **growing_cache_kwargs(model, kwargs))[:, width:].cpu()
         ended = gen == tokenizer.eos_token_id
         n_tokens += torch.where(ended.any(1), ended.int().argmax(1) + 1, gen.shape[1]).tolist()
         texts += tokenizer.batch_decode(gen, skip_special_tokens=True)
