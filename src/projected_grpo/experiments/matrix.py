@@ -231,7 +231,8 @@ def run_experiment(exp: Experiment, out_dir: str | Path, workers: int = 1) -> Pa
     first = exp.cell_config(cells[0][0], cells[0][1], out_dir / "cells" / "x")
     resolve_organism(first)  # build the organism once, before the progress bar
     todo = [(a, s) for a, s in cells if not cell_done(out_dir / "cells" / cell_name(a, s), exp.eval_checkpoints)]
-    steps = {cell_name(a, s): exp.cell_config(a, s, out_dir / "cells" / "x").steps for a, s in todo}  # a variant may set its own
+    configs = {cell: exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)) for cell in todo}
+    steps = {cell_name(*cell): c.steps for cell, c in configs.items()}  # a variant may set its own
     each = f"{first.steps} steps each" if set(steps.values()) <= {first.steps} else f"{min(steps.values())}–{max(steps.values())} steps"
     logger.info(f"{exp.name}: {len(cells)} cells ({len(cells) - len(todo)} done), {each} → {out_dir}")
     timings_path = out_dir / "timings.json"
@@ -253,7 +254,7 @@ def run_experiment(exp: Experiment, out_dir: str | Path, workers: int = 1) -> Pa
             for arm, seed in todo:
                 finished(cell_name(arm, seed), run_cell(exp, arm, seed, out_dir, advance))
         elif todo:
-            run_parallel(exp, todo, out_dir, workers, advance, finished)
+            run_parallel(exp, configs, out_dir, workers, advance, finished)
     return write_report(out_dir)
 
 
@@ -307,15 +308,15 @@ def probe_waits(configs: dict[tuple[str, int], TrainConfig]) -> dict[tuple[str, 
     return {cell: cell_name("vanilla", cell[1]) for cell, c in configs.items() if learns_probe_from_vanilla(c)}
 
 
-def run_parallel(exp: Experiment, todo: list[tuple[str, int]], out_dir: Path, workers: int,
+def run_parallel(exp: Experiment, configs: dict[tuple[str, int], TrainConfig], out_dir: Path, workers: int,
                  advance: Callable[[str, int], None], finished: Callable[[str, dict], None]) -> None:
-    """`todo`'s cells over `workers` processes (each imports torch once and trains cell after cell). A probe arm's
+    """The cells of `configs` (each cell's config) over `workers` processes (each imports torch once and trains cell after cell). A probe arm's
     cell waits for its seed's vanilla cell, and its probe is trained here, once, before the cell is sent. What
     several cells share is made here first (organisms); a failed cell, a worker that dies, or Ctrl-C stops them
     all; re-running the command resumes the matrix."""
     from projected_grpo.organism.resolve import resolve_organism
 
-    configs = {cell: exp.cell_config(*cell, out_dir / "cells" / cell_name(*cell)) for cell in todo}
+    todo = list(configs)
     for config in configs.values():  # each organism a cell needs, built once (two workers would build it in one place)
         resolve_organism(config)
     threads = max(1, len(os.sched_getaffinity(0)) // workers)  # by the count asked for: a cell's numbers depend on it
